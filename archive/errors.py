@@ -1,0 +1,174 @@
+"""The archive's error hierarchy.
+
+Every error the core raises derives from :class:`ArchiveError`. Each surface maps
+errors to people in exactly one place: the CLI wrapper (message + exit code, see
+``cli/main.py``) and, later, the Flask error-handler table (RFC 9457 problems).
+
+``exit_code`` follows the CLI contract: 1 a check found a problem, 2 bad input or
+usage, 3 refused by permission or rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ArchiveError(Exception):
+    """Root of every error raised by the archive."""
+
+    exit_code = 2
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def to_dict(self) -> dict:
+        return {"error": type(self).__name__, "message": self.message}
+
+
+# ---- bad input (exit 2) -------------------------------------------------------------
+
+
+class ConfigError(ArchiveError):
+    """The configuration is invalid (unknown key, wrong type, missing value)."""
+
+
+class InputError(ArchiveError):
+    """A command was given something it cannot use (missing file, bad argument)."""
+
+
+@dataclass
+class FieldProblem:
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class MetadataInvalid(InputError):
+    """Descriptive metadata failed validation; every bad field is listed (R-META-1)."""
+
+    def __init__(self, source: str, problems: list[FieldProblem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid metadata in {source}:\n{lines}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["source"] = self.source
+        d["problems"] = [{"field": p.field, "message": p.message} for p in self.problems]
+        return d
+
+
+class NotFound(InputError):
+    """A named thing (record, agent, package) does not exist in the catalog."""
+
+
+class NotInitialised(InputError):
+    """The data directory or catalog has not been initialised (run ``archive init``)."""
+
+
+# ---- refused by rule or permission (exit 3) -----------------------------------------
+
+
+class Refused(ArchiveError):
+    """A rule forbids the requested action (classification, seal, retention ...)."""
+
+    exit_code = 3
+
+
+@dataclass
+class _Denial:
+    principal: str
+    action: str
+    target: str
+    reason: str
+
+
+class AccessDenied(Refused):
+    """The policy decision point denied an action to a principal."""
+
+    def __init__(self, principal: str, action: str, target: str, reason: str):
+        self.denial = _Denial(principal, action, target, reason)
+        super().__init__(f"{principal} may not {action} {target}: {reason}")
+
+
+# ---- storage ------------------------------------------------------------------------
+
+
+class StorageError(ArchiveError):
+    """The object store failed or is unreachable."""
+
+    exit_code = 1
+
+
+class StoreUnavailable(StorageError):
+    """The object store cannot be reached or refused our credentials."""
+
+    exit_code = 2
+
+
+class ObjectNotFound(StorageError):
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(f"object not found in store: {key}")
+
+
+class ObjectExists(StorageError):
+    """Put-if-absent found the key already present: nothing was overwritten."""
+
+    def __init__(self, key: str):
+        self.key = key
+        super().__init__(f"object already exists in store (never overwritten): {key}")
+
+
+# ---- integrity (exit 1) -------------------------------------------------------------
+
+
+class IntegrityError(ArchiveError):
+    """Stored bytes or the audit log do not match what was recorded."""
+
+    exit_code = 1
+
+
+class FixityMismatch(IntegrityError):
+    def __init__(self, path: str, algorithm: str, expected: str, found: str):
+        self.path = path
+        self.algorithm = algorithm
+        self.expected = expected
+        self.found = found
+        super().__init__(
+            f"fixity mismatch for {path}: {algorithm} expected {expected}, found {found}"
+        )
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(path=self.path, algorithm=self.algorithm, expected=self.expected,
+                 found=self.found)
+        return d
+
+
+class SizeMismatch(IntegrityError):
+    def __init__(self, path: str, expected: int, found: int):
+        self.path = path
+        self.expected = expected
+        self.found = found
+        super().__init__(f"size mismatch for {path}: expected {expected} bytes, found {found}")
+
+
+@dataclass
+class Problem:
+    """One problem found by a check that examines many things."""
+
+    code: str
+    message: str
+    target: str = ""
+    detail: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = {"code": self.code, "message": self.message, "target": self.target}
+        if self.detail:
+            d["detail"] = self.detail
+        return d

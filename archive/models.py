@@ -1,0 +1,185 @@
+"""Catalog tables (SQLAlchemy 2). The schema is owned by Alembic migrations in
+``archive/migrations``; a test checks that the models and migrations agree.
+
+Only services in ``archive/`` (and the ingest/preservation services built on them)
+change these rows, always together with an audit entry in the same transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+UTCDateTime = DateTime(timezone=True)
+
+
+class Agent(Base):
+    """A person, organisation or system with one unique electronic identifier (R-ID-1)."""
+
+    __tablename__ = "agents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # person | organisation | system
+    identifier: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(500))
+    # Organisation a person belongs to, or parent body of an organisation.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    position: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Record(Base):
+    """One archived document (R-META-1 descriptive metadata + lifecycle state)."""
+
+    __tablename__ = "records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID
+    number_symbol: Mapped[str] = mapped_column(String(100))  # số và ký hiệu
+    doc_type: Mapped[str] = mapped_column(String(50))
+    doc_date: Mapped[date] = mapped_column(Date)
+    issuing_org_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    summary: Mapped[str] = mapped_column(Text)  # trích yếu
+    signer: Mapped[str] = mapped_column(String(300))
+    classification: Mapped[str] = mapped_column(String(16))  # normal | mat | toi-mat
+    retention_rule: Mapped[str] = mapped_column(String(32))
+    retention_until: Mapped[date | None] = mapped_column(Date)  # None = permanent
+    fonds: Mapped[str] = mapped_column(String(100))  # phông
+    file_ref: Mapped[str | None] = mapped_column(String(100))  # hồ sơ
+    page_count: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(String(8))
+    # Everything else from the metadata (recipients, sent/received times ...), as given.
+    extra: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active|revoked|destroyed
+    # SHA-256 of the original file: the same file is never archived twice.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    format_puid: Mapped[str | None] = mapped_column(String(32))
+    format_name: Mapped[str | None] = mapped_column(String(200))
+    pdfa: Mapped[str | None] = mapped_column(String(16))  # PDF/A conformance, e.g. "2b"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    issuing_org: Mapped[Agent] = relationship()
+    versions: Mapped[list[PackageVersion]] = relationship(
+        back_populates="record", order_by="PackageVersion.version")
+
+    __table_args__ = (
+        Index("ix_records_doc_date", "doc_date"),
+        Index("ix_records_number_symbol", "number_symbol"),
+    )
+
+
+class PackageVersion(Base):
+    """One stored AIP version: an immutable serialised bag under one storage key."""
+
+    __tablename__ = "package_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    storage_key: Mapped[str] = mapped_column(String(500), unique=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    digests: Mapped[dict] = mapped_column(JSON)  # algorithm -> hex, of the whole object
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_fixity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_fixity_outcome: Mapped[str | None] = mapped_column(String(16))
+
+    record: Mapped[Record] = relationship(back_populates="versions")
+    files: Mapped[list[StoredFile]] = relationship(
+        back_populates="package", order_by="StoredFile.offset")
+
+    __table_args__ = (UniqueConstraint("record_id", "version"),)
+
+
+class StoredFile(Base):
+    """A file inside a stored bag, with its byte range in the serialised object."""
+
+    __tablename__ = "stored_files"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("package_versions.id"))
+    path: Mapped[str] = mapped_column(String(1000))  # path inside the bag, e.g. data/content/x.pdf
+    role: Mapped[str] = mapped_column(String(16))  # original | metadata | tag
+    offset: Mapped[int] = mapped_column(BigInteger)  # first byte of content in the object
+    size: Mapped[int] = mapped_column(BigInteger)
+    digests: Mapped[dict] = mapped_column(JSON)
+    format_puid: Mapped[str | None] = mapped_column(String(32))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    original_name: Mapped[str | None] = mapped_column(String(1000))
+
+    package: Mapped[PackageVersion] = relationship(back_populates="files")
+
+    __table_args__ = (UniqueConstraint("package_id", "path"),)
+
+
+class Event(Base):
+    """A PREMIS-style event (ingestion, fixity check, format identification ...)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # UUID, PREMIS identifier
+    record_id: Mapped[str | None] = mapped_column(ForeignKey("records.id"))
+    event_type: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    agent: Mapped[str] = mapped_column(String(200))  # principal that performed it
+    outcome: Mapped[str] = mapped_column(String(16))  # success | failure | warning
+    detail: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (Index("ix_events_record_time", "record_id", "occurred_at"),)
+
+
+class AuditEntry(Base):
+    """One row of the tamper-evident audit log (R-AUDIT-1), hash-chained by ``seq``."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(500))
+    outcome: Mapped[str] = mapped_column(String(16))  # ok | denied | failed
+    client: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_audit_log_actor_time", "actor", "occurred_at"),)
+
+
+class AuditHead(Base):
+    """Single row holding the chain head; locking it serialises appenders."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,382 @@
+"""Settings: defaults in ``config/defaults.toml``, a TOML file named by ``ARCHIVE_CONFIG``,
+then environment variables ``ARCHIVE_<SECTION>__<KEY>``.
+
+The result is one frozen :class:`Settings` object. Unknown sections or keys are an
+error naming the key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from archive.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+DEFAULTS_FILE = CONFIG_DIR / "defaults.toml"
+ENV_PREFIX = "ARCHIVE_"
+REQUIRED_ALGORITHMS = ("sha256", "sha512")  # R-FIX-1
+
+
+@dataclass(frozen=True)
+class ArchiveSection:
+    data_dir: str
+    system_name: str
+    owner_name: str
+    source_organization: str
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    url: str
+
+
+@dataclass(frozen=True)
+class StorageSection:
+    backend: str
+    local_path: str
+    s3_endpoint: str
+    s3_bucket: str
+    s3_region: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_secret_key_file: str
+    s3_path_style: bool
+    s3_object_lock: str
+    s3_retention_days: int
+    s3_timeout: int
+    s3_max_attempts: int
+
+
+@dataclass(frozen=True)
+class FixitySection:
+    algorithms: tuple[str, ...]
+    workers: int
+    chunk_size: int
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    max_file_size: int
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    checkpoint_after_commands: bool
+
+
+@dataclass(frozen=True)
+class IdentifiersSection:
+    organisation_pattern: str
+    person_pattern: str
+
+
+@dataclass(frozen=True)
+class MetadataSection:
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServerSection:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class DocumentType:
+    code: str
+    label: str
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    code: str
+    label: str
+    period: int | None  # years; None = permanent
+    counted_from: str
+
+
+_SECTIONS: dict[str, type] = {
+    "archive": ArchiveSection,
+    "database": DatabaseSection,
+    "storage": StorageSection,
+    "fixity": FixitySection,
+    "ingest": IngestSection,
+    "audit": AuditSection,
+    "identifiers": IdentifiersSection,
+    "metadata": MetadataSection,
+    "server": ServerSection,
+}
+# Sections that are maps of named entries, each entry with these keys.
+_TABLES: dict[str, set[str]] = {
+    "document_types": {"label"},
+    "retention": {"label", "period", "counted_from"},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    archive: ArchiveSection
+    database: DatabaseSection
+    storage: StorageSection
+    fixity: FixitySection
+    ingest: IngestSection
+    audit: AuditSection
+    identifiers: IdentifiersSection
+    metadata: MetadataSection
+    server: ServerSection
+    document_types: Mapping[str, DocumentType]
+    retention: Mapping[str, RetentionRule]
+    source: tuple[str, ...] = ()  # where the values came from, for `archive config show`
+
+    # ---- derived paths --------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.archive.data_dir).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{self.data_dir / 'catalog.sqlite3'}"
+
+    @property
+    def local_store_path(self) -> Path:
+        if self.storage.local_path:
+            return Path(self.storage.local_path).expanduser().resolve()
+        return self.data_dir / "objects"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.data_dir / "staging"
+
+    def s3_secret(self) -> str:
+        if self.storage.s3_secret_key:
+            return self.storage.s3_secret_key
+        if self.storage.s3_secret_key_file:
+            try:
+                return Path(self.storage.s3_secret_key_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"storage.s3_secret_key_file: cannot read {exc.filename}: {exc.strerror}"
+                ) from exc
+        return ""
+
+
+def load_settings(
+    config_file: str | os.PathLike | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Settings:
+    """Build the settings from defaults, the config file and the environment.
+
+    ``config_file`` defaults to ``$ARCHIVE_CONFIG``; ``overrides`` (tests) apply last.
+    """
+    env = os.environ if environ is None else environ
+    raw = _read_toml(DEFAULTS_FILE)
+    sources = [str(DEFAULTS_FILE)]
+    path = config_file if config_file is not None else env.get("ARCHIVE_CONFIG")
+    if path:
+        user = _read_toml(Path(path))
+        _check_known(user, raw, str(path))
+        _merge(raw, user)
+        sources.append(str(path))
+    env_values = _from_environment(env, raw)
+    if env_values:
+        _merge(raw, env_values)
+        sources.append("environment")
+    if overrides:
+        plain = {k: dict(v) for k, v in overrides.items()}
+        _check_known(plain, raw, "overrides")
+        _merge(raw, plain)
+    return _build(raw, tuple(sources))
+
+
+# ---- internals ----------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from exc
+
+
+def _check_known(user: dict, defaults: dict, where: str) -> None:
+    for section, values in user.items():
+        if section not in _SECTIONS and section not in _TABLES:
+            raise ConfigError(f"{where}: unknown configuration section [{section}]")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        if section in _TABLES:
+            allowed = _TABLES[section]
+            for name, entry in values.items():
+                if not isinstance(entry, dict):
+                    raise ConfigError(f"{where}: [{section}.{name}] must be a table")
+                for key in entry:
+                    if key not in allowed:
+                        raise ConfigError(
+                            f"{where}: unknown configuration key {section}.{name}.{key}"
+                        )
+            continue
+        for key in values:
+            if key not in defaults[section]:
+                raise ConfigError(f"{where}: unknown configuration key {section}.{key}")
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for section, values in extra.items():
+        target = base.setdefault(section, {})
+        if section in _TABLES:
+            for name, entry in values.items():
+                target.setdefault(name, {}).update(entry)
+        else:
+            target.update(values)
+
+
+def _from_environment(env: Mapping[str, str], defaults: dict) -> dict:
+    out: dict[str, dict] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX):].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in _SECTIONS:
+            raise ConfigError(f"environment variable {name}: unknown section [{section}]")
+        if key not in defaults[section]:
+            raise ConfigError(
+                f"environment variable {name}: unknown configuration key {section}.{key}"
+            )
+        out.setdefault(section, {})[key] = _coerce_env(name, value, defaults[section][key])
+    return out
+
+
+def _coerce_env(name: str, value: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"environment variable {name}: expected true/false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise ConfigError(f"environment variable {name}: expected an integer, "
+                              f"got {value!r}") from exc
+    if isinstance(default, list):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"environment variable {name}: invalid JSON list") from exc
+            return parsed
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _typed(section: str, key: str, value: Any, expected: Any) -> Any:
+    """Check ``value`` against the type of the dataclass field ``expected``."""
+    type_name = expected if isinstance(expected, str) else getattr(expected, "__name__", "")
+    if type_name == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{section}.{key}: expected true or false, got {value!r}")
+    elif type_name == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{section}.{key}: expected an integer, got {value!r}")
+    elif type_name == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{section}.{key}: expected a string, got {value!r}")
+    elif type_name.startswith("tuple"):
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{section}.{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    return value
+
+
+def _build(raw: dict, sources: tuple[str, ...]) -> Settings:
+    built: dict[str, Any] = {}
+    for section, cls in _SECTIONS.items():
+        values = raw.get(section, {})
+        kwargs = {}
+        for f in fields(cls):
+            if f.name not in values:
+                raise ConfigError(f"{section}.{f.name}: missing from configuration")
+            kwargs[f.name] = _typed(section, f.name, values[f.name], f.type)
+        built[section] = cls(**kwargs)
+
+    built["document_types"] = {
+        code: DocumentType(code=code, label=str(entry.get("label", code)))
+        for code, entry in raw.get("document_types", {}).items()
+    }
+    rules = {}
+    for code, entry in raw.get("retention", {}).items():
+        period = entry.get("period")
+        if period == "permanent":
+            years = None
+        elif isinstance(period, int) and not isinstance(period, bool) and period > 0:
+            years = period
+        else:
+            raise ConfigError(
+                f"retention.{code}.period: expected a positive number of years or "
+                f"\"permanent\", got {period!r}"
+            )
+        rules[code] = RetentionRule(code=code, label=str(entry.get("label", code)),
+                                    period=years,
+                                    counted_from=str(entry.get("counted_from", "date")))
+    built["retention"] = rules
+    settings = Settings(**built, source=sources)
+    _validate(settings)
+    return settings
+
+
+def _validate(s: Settings) -> None:
+    if s.storage.backend not in ("local", "s3"):
+        raise ConfigError(f"storage.backend: expected \"local\" or \"s3\", "
+                          f"got {s.storage.backend!r}")
+    if s.storage.backend == "s3":
+        for key in ("s3_endpoint", "s3_bucket"):
+            if not getattr(s.storage, key):
+                raise ConfigError(f"storage.{key}: required when storage.backend is \"s3\"")
+    if s.storage.s3_object_lock not in ("auto", "off"):
+        raise ConfigError("storage.s3_object_lock: expected \"auto\" or \"off\"")
+    algos = [a.lower() for a in s.fixity.algorithms]
+    for required in REQUIRED_ALGORITHMS:
+        if required not in algos:
+            raise ConfigError(f"fixity.algorithms: must include {required} (R-FIX-1)")
+    for algo in algos:
+        if algo not in hashlib.algorithms_guaranteed:
+            raise ConfigError(f"fixity.algorithms: unknown digest algorithm {algo!r}")
+    if s.fixity.workers < 1:
+        raise ConfigError("fixity.workers: must be at least 1")
+    if s.fixity.chunk_size < 4096:
+        raise ConfigError("fixity.chunk_size: must be at least 4096")
+    for key in ("organisation_pattern", "person_pattern"):
+        try:
+            re.compile(getattr(s.identifiers, key))
+        except re.error as exc:
+            raise ConfigError(f"identifiers.{key}: not a valid regular expression: {exc}") \
+                from exc
+    if not s.document_types:
+        raise ConfigError("document_types: at least one document type is required")
+    if not s.retention:
+        raise ConfigError("retention: at least one retention rule is required")
+    if not 0 < s.server.port < 65536:
+        raise ConfigError("server.port: must be between 1 and 65535")
