@@ -65,6 +65,7 @@ class FixitySection:
 @dataclass(frozen=True)
 class IngestSection:
     max_file_size: int
+    accepted_mime_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -378,5 +379,9 @@ def _validate(s: Settings) -> None:
         raise ConfigError("document_types: at least one document type is required")
     if not s.retention:
         raise ConfigError("retention: at least one retention rule is required")
+    for rule in s.retention.values():
+        if rule.counted_from not in ("date", "sent_at", "received_at"):
+            raise ConfigError(f"retention.{rule.code}.counted_from: expected date, sent_at "
+                              f"or received_at, got {rule.counted_from!r}")
     if not 0 < s.server.port < 65536:
         raise ConfigError("server.port: must be between 1 and 65535")

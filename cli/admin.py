@@ -1,3 +1,204 @@
-"""Placeholder: filled in by its area."""
+"""`archive init`, `archive serve`, `archive config show`, `archive demo seed`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import UTC, datetime
+
+import click
+
+from cli.main import emit, handle_errors, json_option
+
+
+def _settings():
+    return click.get_current_context().obj.settings
+
+
+@click.command()
+@click.option("--if-needed", is_flag=True,
+              help="Do nothing (quietly) when the archive is already initialised.")
+@click.option("--create-bucket", is_flag=True,
+              help="S3 only: create the bucket when it does not exist.")
+@click.option("--object-lock", is_flag=True,
+              help="With --create-bucket: create it with S3 Object Lock (WORM) enabled.")
+@json_option
+@handle_errors
+def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool) -> None:
+    """Initialise the archive: data folder, system signing key, catalog schema, store.
+
+    Safe to run again: an existing key is kept, the catalog is migrated to the
+    current schema, nothing stored is touched.
+    """
+    from archive import audit, db
+    from archive.errors import NotInitialised
+    from archive.instance import ArchiveInstance
+    from archive.keys import generate_system_key, key_id, load_system_key
+    from archive.principal import Principal
+    from archive.storage import open_store
+
+    settings = _settings()
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o750)
+    before = db.current_revision(settings.database_url)
+    try:
+        load_system_key(settings.keys_dir)
+        have_key = True
+    except NotInitialised:
+        have_key = False
+    if if_needed and have_key and before == db.head_revision():
+        emit({"initialised": True, "changed": []}, as_json, lambda _: None)
+        return
+    created = []
+    if not have_key:
+        generate_system_key(settings.keys_dir)
+        created.append("system signing key")
+    db.upgrade(settings.database_url)
+    if before != db.head_revision():
+        created.append(f"catalog schema {before or 'empty'} -> {db.head_revision()}")
+
+    store = open_store(settings)
+    if settings.storage.backend == "local":
+        settings.local_store_path.mkdir(parents=True, exist_ok=True)
+    elif create_bucket:
+        from archive.errors import StoreUnavailable
+
+        try:
+            store.check()
+        except StoreUnavailable:
+            store.create_bucket(object_lock=object_lock)
+            created.append(f"bucket {settings.storage.s3_bucket}")
+    store.check()
+
+    instance = ArchiveInstance(settings)
+    key = load_system_key(settings.keys_dir)
+    with instance.catalog.unit_of_work() as session:
+        audit.append(session, Principal.cli_operator(), "archive.init", f"store:{store.name}",
+                     detail={"changed": created, "key_id": key_id(key.public_key())})
+    result = {"initialised": True, "data_dir": str(data_dir),
+              "database": db.safe_url(settings.database_url), "store": store.name,
+              "system_key_id": key_id(key.public_key()), "changed": created}
+
+    def human(r):
+        click.echo(f"archive initialised in {r['data_dir']}")
+        click.echo(f"  catalog: {r['database']}")
+        click.echo(f"  store:   {r['store']}")
+        click.echo(f"  system signing key id: {r['system_key_id']}")
+        for item in r["changed"]:
+            click.echo(f"  created: {item}")
+
+    emit(result, as_json, human)
+    instance.close()
+
+
+@click.command()
+@click.option("--host", default=None, help="Address to listen on (default: server.host).")
+@click.option("--port", type=int, default=None, help="Port (default: server.port).")
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
+@handle_errors
+def serve(host: str | None, port: int | None, threads: int) -> None:
+    """Serve the web application (waitress). Use gunicorn in production (docs/operations.md)."""
+    import waitress
+
+    from access.app import create_app
+    from archive.instance import ArchiveInstance
+
+    settings = _settings()
+    instance = ArchiveInstance(settings)
+    instance.catalog  # noqa: B018 - fail now, clearly, if the catalog is not initialised
+    app = create_app(instance)
+    host = host or settings.server.host
+    port = port or settings.server.port
+    click.echo(f"{settings.archive.system_name}: serving on http://{host}:{port} "
+               f"(catalog {instance.catalog.url.split('://')[0]}, store {instance.store.name})")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="archive")
+
+
+@click.group()
+def config() -> None:
+    """Inspect the effective configuration."""
+
+
+@config.command("show")
+@json_option
+@handle_errors
+def config_show(as_json: bool) -> None:
+    """Print the effective settings (secrets masked) and where they came from."""
+    settings = _settings()
+    data = dataclasses.asdict(settings)
+    for key in ("s3_secret_key",):
+        if data["storage"].get(key):
+            data["storage"][key] = "***"
+    data["derived"] = {"data_dir": str(settings.data_dir),
+                       "database_url": _masked(settings.database_url),
+                       "local_store_path": str(settings.local_store_path)}
+    emit(data, as_json, lambda d: click.echo(_toml_like(d)))
+
+
+def _masked(url: str) -> str:
+    from archive.db import safe_url
+
+    return safe_url(url)
+
+
+def _toml_like(data: dict) -> str:
+    lines = []
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"[{section}]")
+            for k, v in values.items():
+                lines.append(f"{k} = {v!r}")
+            lines.append("")
+        else:
+            lines.append(f"{section} = {values!r}")
+    return "\n".join(lines)
+
+
+@click.group()
+def demo() -> None:
+    """Demo data for trying the archive (everything it creates is marked DEMO)."""
+
+
+@demo.command("seed")
+@click.option("--if-empty", is_flag=True, help="Only when the archive holds no records yet.")
+@json_option
+@handle_errors
+def demo_seed(if_empty: bool, as_json: bool) -> None:
+    """Register two DEMO agencies and ingest sample documents through the real ingest path."""
+    from sqlalchemy import func, select
+
+    from archive.agents import find_agent, register_agent
+    from archive.instance import ArchiveInstance
+    from archive.models import Record
+    from archive.principal import Principal
+    from ingest.demo import DEMO_ORGS, write_samples
+    from ingest.services import IngestService, load_sidecar
+
+    settings = _settings()
+    instance = ArchiveInstance(settings)
+    principal = Principal.system("demo-seed")
+    with instance.catalog.unit_of_work(snapshot=True) as session:
+        count = session.scalar(select(func.count()).select_from(Record))
+    if if_empty and count:
+        emit({"seeded": 0, "reason": "archive already holds records"}, as_json,
+             lambda _: click.echo(f"demo: archive already holds {count} records; not seeding"))
+        return
+    with instance.catalog.unit_of_work() as session:
+        for identifier, name in DEMO_ORGS:
+            if find_agent(session, identifier) is None:
+                register_agent(session, settings, principal, kind="organisation",
+                               identifier=identifier, name=name)
+    folder = settings.data_dir / "demo-samples"
+    paths = write_samples(folder, datetime.now(UTC).date())
+    service = IngestService(settings, instance.catalog, instance.store, principal=principal)
+    results = []
+    for path in paths:
+        meta, source = load_sidecar(path)
+        results.append(service.ingest(path, meta, source).to_dict())
+    instance.checkpoint_after_command()
+    emit({"seeded": len(results), "records": results}, as_json,
+         lambda d: click.echo(f"demo: ingested {d['seeded']} DEMO documents from {folder}"))
+
+
+COMMANDS = [init, serve, config, demo]

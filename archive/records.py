@@ -1,0 +1,166 @@
+"""Reading records: list, show, history, retrieve the original (R-HIST-1, R-AUDIT-1).
+
+Every read appends an audit entry in the same transaction. Retrieval streams the
+original through a :class:`~archive.fixity.VerifyingReader` (R-FIX-1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import BinaryIO
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from archive import audit
+from archive.clock import Clock
+from archive.errors import NotFound
+from archive.fixity import VerifyingReader
+from archive.models import Agent, Event, PackageVersion, Record, StoredFile
+from archive.principal import Principal
+from archive.storage import ObjectStore
+
+
+@dataclass(frozen=True)
+class RecordFilter:
+    text: str | None = None
+    doc_type: str | None = None
+    issuing_org: str | None = None
+    status: str | None = None
+    classification: str | None = None
+    date_from: date | None = None
+    date_to: date | None = None
+    limit: int = 50
+    offset: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, date) else v)
+                for k, v in self.__dict__.items() if v is not None}
+
+
+def _get(session: Session, record_id: str) -> Record:
+    record = session.scalar(select(Record).where(Record.id == record_id)
+                            .options(selectinload(Record.versions)
+                                     .selectinload(PackageVersion.files),
+                                     selectinload(Record.issuing_org)))
+    if record is None:
+        raise NotFound(f"no record with id {record_id!r}")
+    return record
+
+
+def list_records(session: Session, principal: Principal, flt: RecordFilter, *,
+                 client: str = "", clock: Clock | None = None) -> tuple[int, list[Record]]:
+    """Records matching ``flt`` (newest document date first) and the total count."""
+    query = select(Record).join(Agent, Agent.id == Record.issuing_org_id)
+    if flt.text:
+        like = f"%{flt.text.lower()}%"
+        query = query.where(or_(func.lower(Record.summary).like(like),
+                                func.lower(Record.number_symbol).like(like)))
+    if flt.doc_type:
+        query = query.where(Record.doc_type == flt.doc_type)
+    if flt.issuing_org:
+        query = query.where(Agent.identifier == flt.issuing_org)
+    if flt.status:
+        query = query.where(Record.status == flt.status)
+    if flt.classification:
+        query = query.where(Record.classification == flt.classification)
+    if flt.date_from:
+        query = query.where(Record.doc_date >= flt.date_from)
+    if flt.date_to:
+        query = query.where(Record.doc_date <= flt.date_to)
+    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    rows = list(session.scalars(
+        query.options(selectinload(Record.issuing_org))
+        .order_by(Record.doc_date.desc(), Record.created_at.desc())
+        .limit(flt.limit).offset(flt.offset)))
+    audit.append(session, principal, "records.search", "records", client=client,
+                 detail={"filter": flt.to_dict(), "returned": len(rows), "total": total},
+                 clock=clock)
+    return total, rows
+
+
+def show_record(session: Session, principal: Principal, record_id: str, *,
+                client: str = "", clock: Clock | None = None) -> Record:
+    try:
+        record = _get(session, record_id)
+    except NotFound:
+        audit.append(session, principal, "record.view", f"record:{record_id}",
+                     outcome="not_found", client=client, clock=clock)
+        raise
+    audit.append(session, principal, "record.view", f"record:{record_id}", client=client,
+                 clock=clock)
+    return record
+
+
+def record_history(session: Session, principal: Principal, record_id: str, *,
+                   client: str = "", clock: Clock | None = None) -> list[Event]:
+    _get(session, record_id)
+    events = list(session.scalars(select(Event).where(Event.record_id == record_id)
+                                  .order_by(Event.occurred_at, Event.id)))
+    audit.append(session, principal, "record.history", f"record:{record_id}", client=client,
+                 detail={"events": len(events)}, clock=clock)
+    return events
+
+
+def open_original(session: Session, store: ObjectStore, principal: Principal,
+                  record_id: str, *, client: str = "",
+                  clock: Clock | None = None) -> tuple[StoredFile, BinaryIO]:
+    """A verifying stream over the record's original file (latest AIP version)."""
+    record = _get(session, record_id)
+    version = record.versions[-1]
+    original = next(f for f in version.files if f.role == "original")
+    audit.append(session, principal, "record.download", f"record:{record_id}", client=client,
+                 detail={"path": original.path, "storage_key": version.storage_key,
+                         "size": original.size}, clock=clock)
+    raw = store.open(version.storage_key, original.offset, original.size)
+    return original, VerifyingReader(raw, name=f"{version.storage_key}:{original.path}",
+                                     size=original.size, digests=dict(original.digests))
+
+
+def record_to_dict(record: Record, *, detail: bool = False) -> dict:
+    data = {
+        "id": record.id,
+        "number_symbol": record.number_symbol,
+        "doc_type": record.doc_type,
+        "date": record.doc_date.isoformat(),
+        "issuing_org": record.issuing_org.identifier if record.issuing_org else None,
+        "issuing_org_name": record.issuing_org.name if record.issuing_org else None,
+        "summary": record.summary,
+        "classification": record.classification,
+        "status": record.status,
+        "created_at": record.created_at.isoformat(),
+    }
+    if detail:
+        data.update({
+            "signer": record.signer,
+            "retention_rule": record.retention_rule,
+            "retention_until": record.retention_until.isoformat()
+            if record.retention_until else "permanent",
+            "fonds": record.fonds,
+            "file_ref": record.file_ref,
+            "page_count": record.page_count,
+            "language": record.language,
+            "format": {"puid": record.format_puid, "name": record.format_name,
+                       "pdfa": record.pdfa},
+            "fingerprint_sha256": record.fingerprint,
+            "created_by": record.created_by,
+            **(record.extra or {}),
+            "versions": [
+                {"version": v.version, "storage_key": v.storage_key, "size": v.size,
+                 "digests": v.digests, "created_at": v.created_at.isoformat(),
+                 "last_fixity_at": v.last_fixity_at.isoformat() if v.last_fixity_at else None,
+                 "last_fixity_outcome": v.last_fixity_outcome,
+                 "files": [{"path": f.path, "role": f.role, "size": f.size,
+                            "digests": f.digests, "format_puid": f.format_puid,
+                            "original_name": f.original_name} for f in v.files]}
+                for v in record.versions
+            ],
+        })
+    return data
+
+
+def event_to_dict(event: Event) -> dict:
+    return {"id": event.id, "type": event.event_type,
+            "occurred_at": event.occurred_at.isoformat(), "agent": event.agent,
+            "outcome": event.outcome, "detail": event.detail}

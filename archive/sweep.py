@@ -1,0 +1,125 @@
+"""The storage sweeper: finds what a crashed ingest left behind (write then register).
+
+Ingest writes the AIP to the store before the catalog row commits. A crash between
+the two leaves an object no catalog row points at. Such an orphan was never
+acknowledged as archived (the ingest did not report success), so the sweeper
+removes it once it is older than a grace period (so it never races an ingest in
+flight); the submission is simply ingested again. It also removes staging folders
+and half-written temporary files of killed writers. Registered objects are never
+touched.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from archive import audit
+from archive.clock import Clock, SystemClock
+from archive.db import Catalog
+from archive.errors import ArchiveError
+from archive.models import PackageVersion
+from archive.principal import Principal
+from archive.settings import Settings
+from archive.storage import ObjectStore
+
+AIP_PREFIX = "aip/"
+
+
+@dataclass
+class SweepReport:
+    dry_run: bool
+    objects_seen: int = 0
+    orphans: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    too_recent: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    incomplete_removed: int = 0
+    staging_removed: int = 0
+    missing: list[str] = field(default_factory=list)  # registered but absent: a fixity matter
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
+                  principal: Principal, *, grace_seconds: int = 3600, dry_run: bool = False,
+                  clock: Clock | None = None) -> SweepReport:
+    clock = clock or SystemClock()
+    report = SweepReport(dry_run=dry_run)
+    now = clock.now()
+    cutoff = now - timedelta(seconds=grace_seconds)
+
+    # Listing first, catalog second: an object registered after our catalog read
+    # must already be in the listing, and is then excluded by the grace period.
+    listed = list(store.list(AIP_PREFIX))
+    with catalog.unit_of_work(snapshot=True) as session:
+        registered = set(session.scalars(select(PackageVersion.storage_key)))
+    report.objects_seen = len(listed)
+    listed_keys = {info.key for info in listed}
+    report.missing = sorted(k for k in registered if k.startswith(AIP_PREFIX)
+                            and k not in listed_keys)
+
+    for info in listed:
+        if info.key in registered:
+            continue
+        modified = info.modified if info.modified.tzinfo else info.modified.replace(tzinfo=UTC)
+        if modified > cutoff:
+            report.too_recent.append(info.key)
+            continue
+        report.orphans.append(info.key)
+        if dry_run:
+            continue
+        # Re-check just before deleting: a slow ingest may have registered it.
+        with catalog.unit_of_work(snapshot=True) as session:
+            if session.scalar(select(PackageVersion.id)
+                              .where(PackageVersion.storage_key == info.key)):
+                continue
+        try:
+            store.delete(info.key)
+            report.removed.append(info.key)
+        except ArchiveError as exc:
+            report.errors.append(f"{info.key}: {exc.message}")
+
+    if not dry_run:
+        remove_incomplete = getattr(store, "remove_incomplete", None)
+        if remove_incomplete is not None:
+            report.incomplete_removed = remove_incomplete(grace_seconds)
+        report.staging_removed = _clean_staging(settings, grace_seconds)
+
+    with catalog.unit_of_work() as session:
+        audit.append(session, principal, "storage.sweep", f"store:{store.name}",
+                     outcome="ok" if not report.errors else "failed",
+                     detail={"dry_run": dry_run, "objects_seen": report.objects_seen,
+                             "orphans": report.orphans[:100], "removed": len(report.removed),
+                             "missing": report.missing[:100],
+                             "incomplete_removed": report.incomplete_removed,
+                             "staging_removed": report.staging_removed}, clock=clock)
+    return report
+
+
+def _clean_staging(settings: Settings, grace_seconds: int) -> int:
+    root = settings.staging_dir
+    if not root.is_dir():
+        return 0
+    removed = 0
+    limit = time.time() - grace_seconds
+    for entry in root.iterdir():
+        try:
+            if entry.stat().st_mtime <= limit:
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

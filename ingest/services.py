@@ -1,0 +1,311 @@
+"""Ingest of a submission: metadata checked, format identified, AIP built, stored,
+verified, and only then registered in the catalog (R-PKG-1, R-META-1, R-FIX-1).
+
+Write then register: the bag is written to the object store under a new immutable
+key and verified before the catalog transaction commits. A crash in between leaves
+an unregistered object that ``archive storage sweep`` removes; it never leaves a
+catalog row pointing at missing bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from archive import audit
+from archive.bag import AipSpec, PayloadFile, PremisAgent, PremisEvent, build_aip, safe_payload_name
+from archive.clock import Clock, SystemClock
+from archive.db import Catalog
+from archive.digests import HashingWriter
+from archive.errors import ArchiveError, InputError, IntegrityError, ObjectExists, Refused
+from archive.metadata import DescriptiveMetadata, retention_until, validate_metadata
+from archive.models import Agent, Event, PackageVersion, Record, StoredFile
+from archive.principal import Principal
+from archive.settings import Settings
+from archive.storage import ObjectStore
+from archive.fixity import verify_stored_object
+from ingest.formats import FormatId, identify
+
+SOFTWARE = "kho-luu-tru-so archive 0.1"
+
+
+@dataclass
+class IngestResult:
+    source: str
+    status: str  # archived | duplicate
+    record_id: str
+    version: int = 1
+    storage_key: str = ""
+    size: int = 0
+    digests: dict = field(default_factory=dict)
+    format_puid: str | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def aip_key(record_id: str, version: int) -> str:
+    """Storage key of an AIP version: immutable, never reused."""
+    return f"aip/{record_id}/v{version:04d}.tar"
+
+
+def load_sidecar(path: Path, metadata_file: Path | None = None) -> tuple[dict, str]:
+    """The metadata for ``path``: ``metadata_file`` if given, else ``<path>.json``."""
+    meta_path = metadata_file or path.with_name(path.name + ".json")
+    if not meta_path.is_file():
+        raise InputError(f"no metadata for {path}: expected --metadata FILE or a sidecar "
+                         f"{meta_path.name} next to it")
+    try:
+        return json.loads(meta_path.read_text(encoding="utf-8")), str(meta_path)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"metadata file {meta_path} is not UTF-8 text") from exc
+    except json.JSONDecodeError as exc:
+        raise InputError(f"metadata file {meta_path} is not valid JSON: {exc}") from exc
+    except OSError as exc:
+        raise InputError(f"cannot read metadata file {meta_path}: {exc.strerror}") from exc
+
+
+class IngestService:
+    """Ingests files for one acting principal. Reusable across many files."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, store: ObjectStore, *,
+                 principal: Principal, clock: Clock | None = None):
+        self.settings = settings
+        self.catalog = catalog
+        self.store = store
+        self.principal = principal
+        self.clock = clock or SystemClock()
+        self.algorithms = tuple(a.lower() for a in settings.fixity.algorithms)
+        # Widens the windows between steps so crash tests can kill at every phase.
+        self._slowdown = float(os.environ.get("ARCHIVE_INGEST_SLOWDOWN", "0") or 0)
+
+    # ---- public -------------------------------------------------------------------
+
+    def ingest(self, path: Path, raw_metadata: dict, metadata_source: str) -> IngestResult:
+        path = Path(path)
+        self._check_file(path)
+        with self.catalog.unit_of_work(snapshot=True) as session:
+            meta = validate_metadata(
+                raw_metadata, self.settings, source=metadata_source,
+                today=self.clock.now().date(),
+                org_registered=lambda ident: _org_exists(session, ident))
+        if meta.classification != "normal":
+            # R-CLASS-1: classified content must be encrypted at rest; until the
+            # encryption service exists the archive refuses it rather than store plaintext.
+            self._refuse(path, "classified documents need at-rest encryption, which this "
+                               "archive version does not yet provide (R-CLASS-1)")
+
+        staging = self.settings.staging_dir / f"ingest-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True, exist_ok=False)
+        try:
+            return self._ingest_staged(path, meta, staging)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    # ---- steps --------------------------------------------------------------------
+
+    def _check_file(self, path: Path) -> None:
+        if not path.exists():
+            raise InputError(f"file not found: {path}")
+        if not path.is_file():
+            raise InputError(f"not a regular file: {path}")
+        try:
+            size = path.stat().st_size
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from exc
+        if size == 0:
+            raise InputError(f"file is empty: {path}")
+        limit = self.settings.ingest.max_file_size
+        if limit and size > limit:
+            raise InputError(f"{path} is {size} bytes, above ingest.max_file_size ({limit})")
+
+    def _ingest_staged(self, path: Path, meta: DescriptiveMetadata,
+                       staging: Path) -> IngestResult:
+        now = self.clock.now()
+        bag_name = safe_payload_name(path.name)
+        staged = staging / bag_name
+        size, digests = self._stage_copy(path, staged)
+        self._pause("staged")
+
+        existing = self._find_duplicate(digests["sha256"], str(path))
+        if existing is not None:
+            return existing
+
+        fmt = identify(staged)
+        if fmt.mime_type not in self.settings.ingest.accepted_mime_types:
+            self._refuse(path, f"format {fmt.name or 'unknown'} ({fmt.puid or 'no PRONOM id'})"
+                               " is not accepted; accepted: "
+                               + ", ".join(self.settings.ingest.accepted_mime_types))
+
+        record_id = str(uuid.uuid4())
+        version = 1
+        content_path = f"data/content/{bag_name}"
+        events = self._premis_events(now, path, fmt, digests, content_path)
+        spec = AipSpec(
+            record_id=record_id, version=version, metadata=meta.to_json(),
+            files=[PayloadFile(source=staged, bag_path=content_path, role="original",
+                               original_name=path.name, size=size, digests=digests,
+                               format_puid=fmt.puid, format_name=fmt.name,
+                               mime_type=fmt.mime_type)],
+            events=events,
+            agents=[PremisAgent(SOFTWARE, SOFTWARE, "software"),
+                    PremisAgent(str(self.principal), self.principal.display or
+                                str(self.principal), "system"),
+                    PremisAgent(meta.issuing_org, meta.issuing_org, "organisation")],
+            source_organization=self.settings.archive.source_organization,
+            algorithms=self.algorithms, created_at=now, software=SOFTWARE)
+        built = build_aip(spec, staging)
+        self._pause("built")
+
+        key = aip_key(record_id, version)
+        with open(built.path, "rb") as fh:
+            try:
+                put = self.store.put(key, fh, size=built.size, algorithms=self.algorithms,
+                                     sha256=built.digests["sha256"])
+            except ObjectExists as exc:  # a fresh UUID key never exists: refuse loudly
+                raise IntegrityError(f"storage key {key} already exists; nothing was "
+                                     "overwritten") from exc
+        if put.digests.get("sha256") != built.digests["sha256"] or put.size != built.size:
+            raise IntegrityError(f"store reported different bytes for {key} than were sent")
+        self._pause("stored")
+        # R-FIX-1: verify the stored object before registering it.
+        verify_stored_object(self.store, key, built.size, built.digests,
+                             chunk_size=self.settings.fixity.chunk_size)
+        self._pause("verified")
+
+        verified_at = self.clock.now()
+        try:
+            with self.catalog.unit_of_work() as session:
+                org = session.scalar(select(Agent).where(Agent.identifier == meta.issuing_org))
+                record = Record(
+                    id=record_id, number_symbol=meta.number_symbol, doc_type=meta.doc_type,
+                    doc_date=meta.date, issuing_org_id=org.id, summary=meta.summary,
+                    signer=meta.signer, classification=meta.classification,
+                    retention_rule=meta.retention_rule,
+                    retention_until=retention_until(meta, self.settings), fonds=meta.fonds,
+                    file_ref=meta.file_ref, page_count=meta.page_count,
+                    language=meta.language, extra=meta.extra_fields(), status="active",
+                    fingerprint=digests["sha256"], format_puid=fmt.puid,
+                    format_name=fmt.name, pdfa=fmt.pdfa, created_at=now,
+                    created_by=str(self.principal))
+                session.add(record)
+                package = PackageVersion(
+                    record_id=record_id, version=version, storage_key=key, size=built.size,
+                    digests=built.digests, created_at=verified_at,
+                    last_fixity_at=verified_at, last_fixity_outcome="ok")
+                session.add(package)
+                session.flush()
+                for member in built.members:
+                    is_original = member.path == content_path
+                    session.add(StoredFile(
+                        package_id=package.id, path=member.path, role=member.role,
+                        offset=member.offset, size=member.size, digests=member.digests,
+                        format_puid=fmt.puid if is_original else None,
+                        mime_type=fmt.mime_type if is_original else None,
+                        original_name=path.name if is_original else None))
+                for ev in events:
+                    session.add(Event(id=ev.id, record_id=record_id, event_type=ev.event_type,
+                                      occurred_at=ev.occurred_at, agent=ev.agent,
+                                      outcome=ev.outcome, detail=ev.detail,
+                                      data={"in_aip_version": version}))
+                session.add(Event(
+                    id=str(uuid.uuid4()), record_id=record_id, event_type="fixity check",
+                    occurred_at=verified_at, agent=str(self.principal), outcome="success",
+                    detail=f"stored AIP {key} verified after writing: size and digests match",
+                    data={"storage_key": key, "digests": built.digests}))
+                audit.append(session, self.principal, "record.ingest", f"record:{record_id}",
+                             detail={"source": str(path), "number_symbol": meta.number_symbol,
+                                     "storage_key": key, "sha256": digests["sha256"],
+                                     "size": size}, clock=self.clock)
+                self._pause("committing")
+        except DBIntegrityError:
+            # Another ingest of the same bytes committed first: ours is an orphan.
+            self._discard(key)
+            dup = self._find_duplicate(digests["sha256"], str(path))
+            if dup is not None:
+                return dup
+            raise
+        return IngestResult(source=str(path), status="archived", record_id=record_id,
+                            version=version, storage_key=key, size=built.size,
+                            digests=built.digests, format_puid=fmt.puid,
+                            message=f"archived as record {record_id}")
+
+    def _stage_copy(self, source: Path, target: Path) -> tuple[int, dict[str, str]]:
+        """Copy the original into staging, hashing every byte as it passes."""
+        chunk = self.settings.fixity.chunk_size
+        with open(source, "rb") as src, open(target, "wb") as raw:
+            writer = HashingWriter(raw, self.algorithms)
+            while True:
+                data = src.read(chunk)
+                if not data:
+                    break
+                writer.write(data)
+            raw.flush()
+            os.fsync(raw.fileno())
+        return writer.size, writer.hexdigests()
+
+    def _find_duplicate(self, sha256: str, source: str) -> IngestResult | None:
+        with self.catalog.unit_of_work() as session:
+            record = session.scalar(select(Record).where(Record.fingerprint == sha256))
+            if record is None:
+                return None
+            audit.append(session, self.principal, "record.ingest", f"record:{record.id}",
+                         outcome="duplicate",
+                         detail={"source": source, "sha256": sha256}, clock=self.clock)
+            key = record.versions[-1].storage_key if record.versions else ""
+            return IngestResult(source=source, status="duplicate", record_id=record.id,
+                                version=len(record.versions), storage_key=key,
+                                message=f"already archived as record {record.id} "
+                                        "(same SHA-256); not stored again")
+
+    def _refuse(self, path: Path, reason: str) -> None:
+        with self.catalog.unit_of_work() as session:
+            audit.append(session, self.principal, "record.ingest", f"file:{path.name}",
+                         outcome="refused", detail={"source": str(path), "reason": reason},
+                         clock=self.clock)
+        raise Refused(f"{path}: {reason}")
+
+    def _premis_events(self, now, path: Path, fmt: FormatId, digests: dict,
+                       content_path: str) -> list[PremisEvent]:
+        agent = str(self.principal)
+        algos = ", ".join(f"{a}={digests[a]}" for a in self.algorithms)
+        return [
+            PremisEvent(str(uuid.uuid4()), "message digest calculation", now, agent,
+                        "success", f"digests of {path.name} computed on receipt: {algos}",
+                        [content_path]),
+            PremisEvent(str(uuid.uuid4()), "format identification", now, agent,
+                        "success" if fmt.puid else "warning",
+                        f"siegfried/PRONOM: {fmt.puid or 'no match'} {fmt.name or ''}"
+                        f"{'; PDF/A-' + fmt.pdfa if fmt.pdfa else ''}"
+                        f"{'; ' + fmt.warning if fmt.warning else ''}".strip(),
+                        [content_path]),
+            PremisEvent(str(uuid.uuid4()), "ingestion", now, agent, "success",
+                        f"{path.name} received and packaged as an AIP", [content_path]),
+        ]
+
+    def _discard(self, key: str) -> None:
+        try:
+            self.store.delete(key)
+        except ArchiveError:  # best effort; `archive storage sweep` removes what remains
+            pass
+
+    def _pause(self, step: str) -> None:
+        if self._slowdown:
+            time.sleep(self._slowdown)
+
+
+def _org_exists(session: Session, identifier: str) -> bool:
+    return session.scalar(select(Agent.id).where(Agent.identifier == identifier,
+                                                 Agent.kind == "organisation")) is not None
