@@ -7,7 +7,7 @@ change these rows, always together with an audit entry in the same transaction.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import (
     JSON,
@@ -20,6 +20,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -37,7 +38,38 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-UTCDateTime = DateTime(timezone=True)
+class _UTCDateTime(TypeDecorator):
+    """A timestamp that is always an aware UTC ``datetime`` in Python, on every database.
+
+    SQLite has no time zones: a plain ``DateTime(timezone=True)`` stores the wall-clock
+    time of whatever zone it is given and reads back a naive value, so 10:00+07:00 would
+    come back as 10:00 (an instant 7 hours off) and string comparisons would mix zones.
+    Values are converted to UTC on the way in and marked UTC on the way out; a naive
+    value is refused (its zone is unknown).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: use an aware "
+                             "datetime (the clock port gives UTC)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+UTCDateTime = _UTCDateTime()
 
 
 class Agent(Base):
