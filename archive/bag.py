@@ -279,6 +279,8 @@ def _check_spec(spec: AipSpec) -> list[FieldProblem]:
         bad("created_at", "must be timezone-aware and after 1970")
     if not spec.files:
         bad("files", "an AIP holds at least one payload file")
+    if not _tag_value(spec.source_organization) or not _tag_value(spec.software):
+        bad("source_organization", "source organisation and software must be named")
     reserved = {p.casefold() for p in (METS_PATH, RECORD_JSON_PATH, PREMIS_PATH)}
     used: set[str] = set()
     dirs: set[str] = set()
@@ -624,7 +626,11 @@ def read_member_index(stream: BinaryIO, algorithms: Iterable[str] = DEFAULT_ALGO
 
 
 def extract_record_json(stream: BinaryIO) -> dict:
-    """The descriptive metadata of a stored bag, read by streaming up to record.json."""
+    """The descriptive metadata of a stored bag, read by streaming up to record.json.
+
+    Members before record.json are checked like ``inspect_bag`` does and the stream is
+    not read further; use ``inspect_bag`` to vet a whole object.
+    """
     problems: list[Problem] = []
     try:
         for info, rel, fh in _iter_files(stream, problems, {}):

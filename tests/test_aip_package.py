@@ -8,6 +8,7 @@ and the test fails if a schema asks for any location the catalog does not map.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import io
 import json
@@ -38,7 +39,7 @@ from archive.bag import (
     safe_payload_name,
 )
 from archive.digests import CHUNK, hash_bytes
-from archive.errors import SizeMismatch
+from archive.errors import FixityMismatch, SizeMismatch
 from archive.mets import build_mets
 from archive.premis import build_premis
 
@@ -400,12 +401,26 @@ def test_size_mismatch_is_refused_and_leaves_nothing(one_file: AipSpec, tmp_path
     assert list(staging.iterdir()) == []
 
 
+def test_changed_payload_is_caught_when_asked(one_file: AipSpec, tmp_path: Path):
+    pf = one_file.files[0]
+    pf.source.write_bytes(PDF.replace(b"%%EOF", b"%%EOG"))  # same size, other bytes
+    with pytest.raises(FixityMismatch) as caught:
+        build_aip(one_file, tmp_path / "strict", verify_payload_digests=True)
+    assert caught.value.expected == pf.digests[caught.value.algorithm]
+    assert list((tmp_path / "strict").iterdir()) == []
+    # Trusting the caller's digests (the default) packs a bag whose manifest is wrong;
+    # a fixity check of the stored object finds it.
+    built = build_aip(one_file, tmp_path / "trusting")
+    with open(built.path, "rb") as fh:
+        assert {p.code for p in inspect_bag(fh).problems} == {"fixity-mismatch"}
+
+
 def test_invalid_spec_lists_every_problem(one_file: AipSpec, tmp_path: Path):
     pf = one_file.files[0]
     bad_file = PayloadFile(pf.source, "data/content/../x", "original", "x", pf.size,
                            {"sha256": pf.digests["sha256"]})
-    bad = AipSpec(**{**one_file.__dict__, "files": [bad_file], "algorithms": ("sha256",),
-                     "record_id": "not-a-uuid", "created_at": datetime(2025, 1, 1)})
+    bad = dataclasses.replace(one_file, files=[bad_file], algorithms=("sha256",),
+                              record_id="not-a-uuid", created_at=datetime(2025, 1, 1))
     with pytest.raises(AipSpecInvalid) as caught:
         build_aip(bad, tmp_path / "staging")
     fields = {p.field for p in caught.value.problems}
