@@ -42,6 +42,8 @@ _PERCENT = re.compile(r"%(0[AaDd]|25)")
 _WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:|\\\\|//")
 _ENV_SHORTCUT = re.compile(r"%[^%/\\]+%")
 _HEX = re.compile(r"[0-9a-f]+")
+_MANIFEST_LINES = re.compile(r"^(\S+)[ \t]+(.+)$", re.MULTILINE)
+_NEEDS_CLEANING = re.compile(r"[\\%\x00]|//|/\.|/\Z")
 _OXUM = re.compile(r"(\d+)\.(\d+)")
 _MAX_BAGIT_TXT = 64 * 1024
 _SMALL_FILE = CHUNK
@@ -93,6 +95,9 @@ def validate_bag(path: Path, *, workers: int = 2, fast: bool = False) -> BagRepo
         check.run()
     except (OSError, UnicodeError, ValueError, LookupError, RecursionError) as exc:
         check.error("validation-aborted", f"validation stopped early: {_show(str(exc))}")
+    except Exception as exc:  # noqa: BLE001 - fail closed: a validator bug must not pass a bag
+        check.error("internal-error", f"validation stopped by an internal error "
+                    f"({type(exc).__name__}: {_show(str(exc))})")
     return check.report
 
 
@@ -113,7 +118,20 @@ def _lines(text: str) -> list[str]:
 
 def _key(path: str) -> str:
     """Names that one case-insensitive, normalising file system would treat as the same."""
+    if path.isascii():
+        return path.lower()
     return unicodedata.normalize("NFC", path).casefold()
+
+
+def _hash_name(algorithm: str) -> str | None:
+    """The hashlib name for a manifest algorithm, None when this Python cannot compute it."""
+    name = _ALGORITHM_NAMES.get(algorithm)
+    if name is not None:
+        try:
+            hashlib.new(name)
+        except ValueError:
+            return None
+    return name
 
 
 @dataclass
@@ -124,13 +142,13 @@ class _Manifest:
     entries: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     path: str                       # bag-relative name used in reports
     open_path: str
     size: int
-    algorithms: set[str] = field(default_factory=set)
-    expected: list[tuple[str, str, str, str]] = field(default_factory=list)  # alg, hex, mf, entry
+    algorithms: set[str] | frozenset[str]
+    expected: list[tuple[str, str, str, str]]  # algorithm, hex, manifest, entry
 
 
 class _BagCheck:
@@ -166,6 +184,20 @@ class _BagCheck:
         self._check_bagit_txt()
         self._walk_payload()
         names = sorted(os.listdir(self.root))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="bag-verify") as pool:
+            # Payload files are hashed (every algorithm named by a payload manifest, one pass
+            # per file) while this thread parses manifests and checks completeness.
+            algorithms = {_hash_name(m.group(2).lower()) for n in names
+                          if (m := _MANIFEST_NAME.fullmatch(n)) and not m.group(1)} - {None}
+            early = []
+            if algorithms and not self.fast:
+                algs = frozenset(algorithms)
+                todo = [_Job(path, open_path, size, algs, [])  # type: ignore[arg-type]
+                        for path, (size, open_path) in sorted(self.payload.items())]
+                early = [pool.submit(_digest_batch, batch) for batch in _batches(todo)]
+            self._check(names, pool, early)
+
+    def _check(self, names: list[str], pool: ThreadPoolExecutor, early: list) -> None:
         payload_mfs = [self._read_manifest(n) for n in names
                        if (m := _MANIFEST_NAME.fullmatch(n)) and not m.group(1)]
         tag_mfs = [self._read_manifest(n, tag=True) for n in names
@@ -192,7 +224,7 @@ class _BagCheck:
             if oxum is None:
                 self.error("oxum-missing", "fast validation needs a Payload-Oxum in bag-info.txt")
             jobs = {}
-        self._verify({**jobs, **tag_jobs})
+        self._verify({**jobs, **tag_jobs}, pool, early)
 
     # ---- bagit.txt ------------------------------------------------------------------
 
@@ -327,9 +359,6 @@ class _BagCheck:
 
     def _clean_path(self, raw: str, source: str, *, payload: bool) -> str | None:
         """Bag-relative, '/'-separated name for a manifest or fetch path; None if refused."""
-        if (raw.startswith("data/") and "/." not in raw and "//" not in raw
-                and not raw.endswith("/") and not any(c in raw for c in "\\%\x00")):
-            return raw  # the common case: already canonical, nothing to decode or refuse
         path = raw
         if self.v1:  # RFC 8493 2.1.3: only CR, LF and % are percent-encoded in 1.0
             path = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), path)
@@ -382,7 +411,11 @@ class _BagCheck:
 
     def _walk_payload(self) -> None:
         data = os.path.join(self.root, "data")
-        if not os.path.isdir(data) or os.path.islink(data):
+        if os.path.islink(data):
+            self.error("symlink-directory", "the payload directory data/ is a symbolic link; "
+                       "not followed", "data")
+            return
+        if not os.path.isdir(data):
             self.error("payload-missing", "the payload directory data/ is missing", "data")
             return
         stack = [(data, "data")]
@@ -435,13 +468,10 @@ class _BagCheck:
 
     def _read_manifest(self, name: str, tag: bool = False) -> _Manifest | None:
         algorithm = _MANIFEST_NAME.fullmatch(name).group(2).lower()  # type: ignore[union-attr]
-        hash_name = _ALGORITHM_NAMES.get(algorithm)
+        hash_name = _hash_name(algorithm)
         if hash_name is not None:
-            try:
-                hex_len = hashlib.new(hash_name).digest_size * 2
-            except ValueError:
-                hash_name = None
-        if hash_name is None:
+            hex_len = hashlib.new(hash_name).digest_size * 2
+        else:
             self.warn("algorithm-unsupported", f"{name}: algorithm {algorithm!r} is not "
                       "supported; its checksums cannot be verified", name)
             hex_len = 0
@@ -449,24 +479,41 @@ class _BagCheck:
         if raw is None:
             return None
         manifest = _Manifest(name, algorithm, hash_name)
-        for lineno, line in enumerate(_lines(self._decode(raw, name)), 1):
-            if not line.strip():
-                continue
-            m = _MANIFEST_LINE.fullmatch(line)
-            if not m:
-                self.error("manifest-malformed", f"{name} line {lineno} is not 'checksum path':"
-                           f" {_show(line)[:120]!r}", name)
-                continue
-            digest, raw_path = m.group(1).lower(), m.group(2)
-            if hex_len and (len(digest) != hex_len or not _HEX.fullmatch(digest)):
-                self.error("manifest-malformed", f"{name} line {lineno}: {_show(digest)[:140]!r}"
-                           f" is not a {algorithm} checksum", name)
-            path = self._clean_path(raw_path, f"{name} line {lineno}", payload=not tag)
-            if path is None:
-                continue
-            known = manifest.entries.get(path)
+        entries = manifest.entries
+        text = self._decode(raw, name)
+        lines = _lines(text)
+        # Fast path: every line is 'checksum path' (one regex pass over the whole text).
+        pairs = _MANIFEST_LINES.findall(text if "\r" not in text else "\n".join(lines))
+        if len(pairs) != len(lines):
+            pairs = []
+            for lineno, line in enumerate(lines, 1):
+                m = _MANIFEST_LINE.fullmatch(line)
+                if m:
+                    pairs.append((m.group(1), m.group(2), lineno))
+                elif line.strip():
+                    self.error("manifest-malformed", f"{name} line {lineno} is not 'checksum "
+                               f"path': {_show(line)[:120]!r}", name)
+        else:
+            pairs = [(d, p, n) for n, (d, p) in enumerate(pairs, 1)]
+        if hex_len and pairs and not (
+                {len(d) for d, _, _ in pairs} == {hex_len}
+                and _HEX.fullmatch("".join(d for d, _, _ in pairs).lower())):
+            for digest, _, lineno in pairs:
+                if len(digest) != hex_len or not _HEX.fullmatch(digest.lower()):
+                    self.error("manifest-malformed", f"{name} line {lineno}: "
+                               f"{_show(digest)[:140]!r} is not a {algorithm} checksum", name)
+        needs_cleaning = _NEEDS_CLEANING.search
+        for digest, raw_path, lineno in pairs:
+            digest = digest.lower()
+            if raw_path.startswith("data/") and not needs_cleaning(raw_path):
+                path: str | None = raw_path  # already canonical: nothing to decode or refuse
+            else:
+                path = self._clean_path(raw_path, f"{name} line {lineno}", payload=not tag)
+                if path is None:
+                    continue
+            known = entries.get(path)
             if known is None:
-                manifest.entries[path] = digest
+                entries[path] = digest
             elif known != digest:
                 self.error("duplicate-entry-conflict", f"{name} lists {_show(path)} more than "
                            "once with different checksums", path)
@@ -487,9 +534,9 @@ class _BagCheck:
             job = jobs.get(path)
             if job is None:
                 size, open_path = payload[path]
-                job = jobs[path] = _Job(path, open_path, size)
+                job = jobs[path] = _Job(path, open_path, size, set(), [])
             if mf.hash_name:
-                job.algorithms.add(mf.hash_name)
+                job.algorithms.add(mf.hash_name)  # type: ignore[union-attr]
                 job.expected.append((mf.hash_name, digest, mf.name, entry))
 
         specials = {p for p in payload if p.rsplit("/", 1)[-1].lower() in _SPECIAL_FILES}
@@ -497,8 +544,12 @@ class _BagCheck:
             entries = mf.entries
             specials.update(p for p in entries if p.rsplit("/", 1)[-1].lower() in _SPECIAL_FILES)
             groups: dict[str, list[str]] = {}
-            for path in entries:
-                groups.setdefault(_key(path), []).append(path)
+            joined = "\x00".join(entries)  # NUL never occurs in an accepted path
+            if joined.isascii() and len(set(joined.lower().split("\x00"))) == len(entries):
+                pass  # no two names can collide: skip the per-name grouping
+            else:
+                for path in entries:
+                    groups.setdefault(_key(path), []).append(path)
             for group in (g for g in groups.values() if len(g) > 1):
                 kind = ("Unicode normalization" if len({unicodedata.normalize("NFC", p)
                                                         for p in group}) < len(group)
@@ -506,16 +557,23 @@ class _BagCheck:
                 self.warn("name-collision", f"{mf.name} lists {', '.join(map(_show, group))}, "
                           f"which differ only in {kind} and name one file on many file "
                           "systems", group[0])
-            for path, digest in entries.items():
-                if path in payload:
-                    expect(path, mf, digest, path)
+            if mf.hash_name:
+                spec = (mf.hash_name, mf.name)
+                for path, digest in entries.items():
+                    if path in payload:
+                        job = jobs.get(path)
+                        if job is None:
+                            size, open_path = payload[path]
+                            job = jobs[path] = _Job(path, open_path, size, set(), [])
+                        job.algorithms.add(spec[0])  # type: ignore[union-attr]
+                        job.expected.append((spec[0], digest, spec[1], path))
             unlisted = [p for p in payload if p not in entries]
             by_nfc = {unicodedata.normalize("NFC", p): p for p in unlisted}
             covered: set[str] = set()
             for path, digest in entries.items():
                 if path in payload or path in fetched or path in self.refused:
                     continue
-                twins = [p for p in groups[_key(path)] if p != path and p in payload]
+                twins = [p for p in groups.get(_key(path), ()) if p != path and p in payload]
                 if any(entries[p] == digest for p in twins):
                     continue  # same file under a case/normalization twin: warned above
                 disk = by_nfc.get(unicodedata.normalize("NFC", path))
@@ -548,9 +606,9 @@ class _BagCheck:
                         self.error("tag-file-missing", f"{_show(path)} is listed in {mf.name} "
                                    "but is not in the bag", path)
                         continue
-                    job = jobs[path] = _Job(path, found[0], found[1])
+                    job = jobs[path] = _Job(path, found[0], found[1], set(), [])
                 if mf.hash_name:
-                    job.algorithms.add(mf.hash_name)
+                    job.algorithms.add(mf.hash_name)  # type: ignore[union-attr]
                     job.expected.append((mf.hash_name, digest, mf.name, path))
         return {f"tag:{k}": v for k, v in jobs.items()}
 
@@ -644,16 +702,22 @@ class _BagCheck:
 
     # ---- checksums ------------------------------------------------------------------
 
-    def _verify(self, jobs: dict[str, _Job]) -> None:
-        todo = sorted((j for j in jobs.values() if j.algorithms), key=lambda j: j.path)
-        if self.workers == 1 or len(todo) < 2:
-            results = _digest_batch(todo)
-        else:
-            results = []
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="bag-verify") as pool:
-                for part in pool.map(_digest_batch, _batches(todo)):
-                    results.extend(part)
-        self.report.files_hashed = len(todo)
+    def _verify(self, jobs: dict[str, _Job], pool: ThreadPoolExecutor, early: list) -> None:
+        done: dict[str, tuple[dict[str, str], str | None]] = {}
+        for future in early:
+            for job, digests, failure in future.result():
+                done[job.open_path] = (digests, failure)
+        results, todo = [], []
+        for job in sorted((j for j in jobs.values() if j.algorithms), key=lambda j: j.path):
+            got = done.get(job.open_path)
+            if got is not None and (got[1] is not None or job.algorithms <= got[0].keys()):
+                results.append((job, *got))
+            else:
+                todo.append(job)
+        for part in pool.map(_digest_batch, _batches(todo)):
+            results.extend(part)
+        self.report.files_hashed = len(done) + len(todo)
+        results.sort(key=lambda r: r[0].path)
         for job, digests, failure in results:
             if failure is not None:
                 self.error("unreadable", f"cannot read {_show(job.path)}: {failure}", job.path)
