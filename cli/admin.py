@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 def _settings():
@@ -32,7 +32,6 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
     """
     from archive import audit, db
     from archive.errors import NotInitialised
-    from archive.instance import ArchiveInstance
     from archive.keys import generate_system_key, key_id, load_system_key
     from archive.principal import Principal
     from archive.storage import open_store
@@ -40,7 +39,7 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
     settings = _settings()
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o750)
+    os.chmod(data_dir, 0o700)  # keys and the catalog live here
     before = db.current_revision(settings.database_url)
     try:
         load_system_key(settings.keys_dir)
@@ -71,7 +70,7 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
             created.append(f"bucket {settings.storage.s3_bucket}")
     store.check()
 
-    instance = ArchiveInstance(settings)
+    instance = click.get_current_context().obj.instance
     key = load_system_key(settings.keys_dir)
     with instance.catalog.unit_of_work() as session:
         audit.append(session, Principal.cli_operator(), "archive.init", f"store:{store.name}",
@@ -89,7 +88,6 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
             click.echo(f"  created: {item}")
 
     emit(result, as_json, human)
-    instance.close()
 
 
 @click.command()
@@ -102,10 +100,9 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
     import waitress
 
     from access.app import create_app
-    from archive.instance import ArchiveInstance
 
     settings = _settings()
-    instance = ArchiveInstance(settings)
+    instance = click.get_current_context().obj.instance
     instance.catalog  # noqa: B018 - fail now, clearly, if the catalog is not initialised
     app = create_app(instance)
     host = host or settings.server.host
@@ -169,14 +166,13 @@ def demo_seed(if_empty: bool, as_json: bool) -> None:
     from sqlalchemy import func, select
 
     from archive.agents import find_agent, register_agent
-    from archive.instance import ArchiveInstance
     from archive.models import Record
     from archive.principal import Principal
     from ingest.demo import DEMO_ORGS, write_samples
     from ingest.services import IngestService, load_sidecar
 
     settings = _settings()
-    instance = ArchiveInstance(settings)
+    instance = click.get_current_context().obj.instance
     principal = Principal.system("demo-seed")
     with instance.catalog.unit_of_work(snapshot=True) as session:
         count = session.scalar(select(func.count()).select_from(Record))

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 def _instance():
-    from archive.instance import ArchiveInstance
-
-    return ArchiveInstance(click.get_current_context().obj.settings)
+    return click.get_current_context().obj.instance
 
 
 @click.group()

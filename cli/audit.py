@@ -19,7 +19,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from archive.errors import ArchiveError
-from cli.main import EXIT_OK, EXIT_PROBLEM, emit, handle_errors, json_option
+from cli.context import EXIT_OK, EXIT_PROBLEM, emit, handle_errors, json_option
 
 
 def _settings():

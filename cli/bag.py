@@ -14,7 +14,7 @@ import click
 
 from archive.bag_validation import validate_bag
 from archive.errors import InputError
-from cli.main import EXIT_OK, EXIT_PROBLEM, emit, handle_errors, json_option
+from cli.context import EXIT_OK, EXIT_PROBLEM, emit, handle_errors, json_option
 
 
 @click.group("bag")

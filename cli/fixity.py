@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 @click.group()
@@ -26,13 +26,12 @@ def check(record_ids: tuple[str, ...], check_all: bool, workers: int | None,
     """Re-read stored AIPs, recompute every digest while streaming, record a PREMIS
     fixity event per record. Exit 1 listing each mismatch or missing object."""
     from archive.errors import InputError
-    from archive.instance import ArchiveInstance
     from archive.principal import Principal
     from preservation.fixity import run_fixity_check
 
     if check_all == bool(record_ids):
         raise InputError("give record ids or --all (not both)")
-    instance = ArchiveInstance(click.get_current_context().obj.settings)
+    instance = click.get_current_context().obj.instance
     principal = Principal.cli_operator()
     ids = None if check_all else list(record_ids)
     if as_json:
@@ -64,7 +63,6 @@ def check(record_ids: tuple[str, ...], check_all: bool, workers: int | None,
                    f"{r.bytes_read} bytes read")
 
     emit(report.to_dict() if as_json else report, as_json, human)
-    instance.close()
     sys.exit(0 if report.ok else 1)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 def _expand(paths: tuple[Path, ...]) -> list[Path]:
@@ -39,7 +39,6 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, as_json: bool) -
     file, invalid metadata: every bad field is listed); 3 when a rule refuses a file.
     """
     from archive.errors import ArchiveError, InputError
-    from archive.instance import ArchiveInstance
     from archive.principal import Principal
     from ingest.services import IngestService, load_sidecar
 
@@ -49,7 +48,7 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, as_json: bool) -
                          "<file>.json files for several")
     if not files:
         raise InputError("no files to ingest")
-    instance = ArchiveInstance(click.get_current_context().obj.settings)
+    instance = click.get_current_context().obj.instance
     service = IngestService(instance.settings, instance.catalog, instance.store,
                             principal=Principal.cli_operator())
     results: list[dict] = []
@@ -80,7 +79,6 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, as_json: bool) -
             for r in results:
                 _print_result(r)
         click.echo("summary: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
-    instance.close()
     sys.exit(worst)
 
 

@@ -1,73 +1,13 @@
 """The ``archive`` command: a thin layer over the same services the web app uses.
 
-Exit codes (one place, here): 0 ok, 1 a check found a problem, 2 bad input or usage,
-3 refused by permission or rule. Errors reach the user as one line on stderr (or a
-JSON object on stdout with ``--json``), never as a traceback.
+Exit codes and error messages are mapped in one place, ``cli/context.py``.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import sys
-from collections.abc import Callable
-from typing import Any
-
 import click
 
-from archive.errors import ArchiveError
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
-
-
-class AppContext:
-    """Lazily built settings shared by the subcommands of one invocation."""
-
-    def __init__(self, config_file: str | None):
-        self.config_file = config_file
-        self._settings = None
-
-    @property
-    def settings(self):
-        if self._settings is None:
-            from archive.settings import load_settings
-
-            self._settings = load_settings(self.config_file)
-        return self._settings
-
-
-def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
-    """Print ``data`` as JSON (machine output) or through ``human``."""
-    if as_json:
-        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
-    elif human is not None:
-        human(data)
-    else:
-        click.echo(data)
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Map ``ArchiveError`` to a message and the documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ArchiveError as exc:
-            as_json = kwargs.get("as_json", False)
-            if as_json:
-                click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, indent=2))
-            click.echo(f"error: {exc.message}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-json_option = click.option("--json", "as_json", is_flag=True,
-                           help="Print machine-readable JSON on stdout.")
+from cli.context import AppContext
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -82,6 +22,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
     3 refused by permission or rule.
     """
     ctx.obj = AppContext(config_file)
+    ctx.call_on_close(ctx.obj.close)
 
 
 # Each area owns one module exposing ``COMMANDS`` (click commands or groups).

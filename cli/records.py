@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from datetime import date
@@ -9,13 +10,11 @@ from pathlib import Path
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 def _instance():
-    from archive.instance import ArchiveInstance
-
-    return ArchiveInstance(click.get_current_context().obj.settings)
+    return click.get_current_context().obj.instance
 
 
 @click.group()
@@ -121,7 +120,7 @@ def get(record_id: str, output: Path) -> None:
 
     On a mismatch the partial output is deleted and the command exits 1.
     """
-    from archive.errors import IntegrityError, InputError
+    from archive.errors import InputError, IntegrityError
     from archive.principal import Principal
     from archive.records import open_original
 
@@ -134,14 +133,10 @@ def get(record_id: str, output: Path) -> None:
                                           record_id)
     tmp = None if to_stdout else output.with_name(f".{output.name}.partial")
     try:
-        sink = sys.stdout.buffer if to_stdout else open(tmp, "xb")
-        try:
-            with reader:
-                while chunk := reader.read(1024 * 1024):
-                    sink.write(chunk)
-        finally:
-            if not to_stdout:
-                sink.close()
+        with reader, (contextlib.nullcontext(sys.stdout.buffer) if to_stdout
+                      else open(tmp, "xb")) as sink:
+            while chunk := reader.read(1024 * 1024):
+                sink.write(chunk)
         if tmp is not None:
             os.replace(tmp, output)
     except IntegrityError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.main import emit, handle_errors, json_option
+from cli.context import emit, handle_errors, json_option
 
 
 @click.group()
@@ -22,11 +22,10 @@ def storage() -> None:
 def sweep(grace: int, dry_run: bool, as_json: bool) -> None:
     """Remove objects no catalog row points at (left by a crashed ingest), and stale
     temporary files. Registered objects are never touched."""
-    from archive.instance import ArchiveInstance
     from archive.principal import Principal
     from archive.sweep import sweep_storage
 
-    instance = ArchiveInstance(click.get_current_context().obj.settings)
+    instance = click.get_current_context().obj.instance
     report = sweep_storage(instance.settings, instance.catalog, instance.store,
                            Principal.cli_operator(), grace_seconds=grace, dry_run=dry_run)
 
@@ -45,7 +44,6 @@ def sweep(grace: int, dry_run: bool, as_json: bool) -> None:
                    f"{r.staging_removed} staging folders cleaned")
 
     emit(report.to_dict() if as_json else report, as_json, human)
-    instance.close()
     raise SystemExit(1 if report.errors or report.missing else 0)
 
 

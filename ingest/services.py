@@ -9,6 +9,7 @@ catalog row pointing at missing bytes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,12 +28,12 @@ from archive.clock import Clock, SystemClock
 from archive.db import Catalog
 from archive.digests import HashingWriter
 from archive.errors import ArchiveError, InputError, IntegrityError, ObjectExists, Refused
+from archive.fixity import verify_stored_object
 from archive.metadata import DescriptiveMetadata, retention_until, validate_metadata
 from archive.models import Agent, Event, PackageVersion, Record, StoredFile
 from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
-from archive.fixity import verify_stored_object
 from ingest.formats import FormatId, identify
 
 SOFTWARE = "kho-luu-tru-so archive 0.1"
@@ -296,10 +297,9 @@ class IngestService:
         ]
 
     def _discard(self, key: str) -> None:
-        try:
+        # Best effort: `archive storage sweep` removes whatever remains.
+        with contextlib.suppress(ArchiveError):
             self.store.delete(key)
-        except ArchiveError:  # best effort; `archive storage sweep` removes what remains
-            pass
 
     def _pause(self, step: str) -> None:
         if self._slowdown:

@@ -1,0 +1,86 @@
+"""Shared pieces of every ``archive`` command: the per-invocation context, machine
+output, and the one place where errors become messages and exit codes.
+
+Exit codes: 0 ok, 1 a check found a problem, 2 bad input or usage, 3 refused by
+permission or rule. Errors reach the user as one line on stderr (plus a JSON object
+on stdout with ``--json``), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from archive.errors import ArchiveError
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
+
+
+class AppContext:
+    """Lazily built settings shared by the subcommands of one invocation."""
+
+    def __init__(self, config_file: str | None):
+        self.config_file = config_file
+        self._settings = None
+        self._instance = None
+
+    @property
+    def settings(self):
+        if self._settings is None:
+            from archive.settings import load_settings
+
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+    @property
+    def instance(self):
+        """The archive (catalog + store), opened once and closed when the command ends."""
+        if self._instance is None:
+            from archive.instance import ArchiveInstance
+
+            self._instance = ArchiveInstance(self.settings)
+        return self._instance
+
+    def close(self) -> None:
+        if self._instance is not None:
+            self._instance.close()
+            self._instance = None
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
+    """Print ``data`` as JSON (machine output) or through ``human``."""
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif human is not None:
+        human(data)
+    else:
+        click.echo(data)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Map ``ArchiveError`` to a message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ArchiveError as exc:
+            as_json = kwargs.get("as_json", False)
+            if as_json:
+                click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, indent=2))
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print machine-readable JSON on stdout.")
