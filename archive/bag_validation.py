@@ -184,6 +184,9 @@ class _BagCheck:
         self._check_bagit_txt()
         self._walk_payload()
         names = sorted(os.listdir(self.root))
+        if self.workers == 1:  # no threads at all: nothing to hand the GIL back and forth
+            self._check(names, None, [])
+            return
         with ThreadPoolExecutor(self.workers, thread_name_prefix="bag-verify") as pool:
             # Payload files are hashed (every algorithm named by a payload manifest, one pass
             # per file) while this thread parses manifests and checks completeness.
@@ -197,7 +200,7 @@ class _BagCheck:
                 early = [pool.submit(_digest_batch, batch) for batch in _batches(todo)]
             self._check(names, pool, early)
 
-    def _check(self, names: list[str], pool: ThreadPoolExecutor, early: list) -> None:
+    def _check(self, names: list[str], pool: ThreadPoolExecutor | None, early: list) -> None:
         payload_mfs = [self._read_manifest(n) for n in names
                        if (m := _MANIFEST_NAME.fullmatch(n)) and not m.group(1)]
         tag_mfs = [self._read_manifest(n, tag=True) for n in names
@@ -702,7 +705,8 @@ class _BagCheck:
 
     # ---- checksums ------------------------------------------------------------------
 
-    def _verify(self, jobs: dict[str, _Job], pool: ThreadPoolExecutor, early: list) -> None:
+    def _verify(self, jobs: dict[str, _Job], pool: ThreadPoolExecutor | None,
+                early: list) -> None:
         done: dict[str, tuple[dict[str, str], str | None]] = {}
         for future in early:
             for job, digests, failure in future.result():
@@ -714,9 +718,9 @@ class _BagCheck:
                 results.append((job, *got))
             else:
                 todo.append(job)
-        for part in pool.map(_digest_batch, _batches(todo)):
+        for part in pool.map(_digest_batch, _batches(todo)) if pool else [_digest_batch(todo)]:
             results.extend(part)
-        self.report.files_hashed = len(done) + len(todo)
+        self.report.files_hashed = len(results)  # files whose checksums were verified
         results.sort(key=lambda r: r[0].path)
         for job, digests, failure in results:
             if failure is not None:
