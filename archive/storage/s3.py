@@ -5,8 +5,9 @@ Rules kept here:
   (a 412 becomes ``ObjectExists``); multipart uploads also HEAD the key first.
 - Every write carries a SHA-256 checksum the server verifies (``BadDigest`` becomes
   ``IntegrityError``); it is computed while streaming when the caller did not give it.
-  A seekable input is read twice (hash, then send); a non-seekable one is spooled to a
-  temp file up to the multipart threshold, then sent in parts held one at a time.
+  A seekable input is read twice (hash, then send); a non-seekable one is spooled to
+  temp files (up to the multipart threshold, then one part at a time): memory holds a
+  chunk, never the object.
 - Object Lock (when the bucket has it, ``object_lock='auto'`` and ``retention_days``)
   puts COMPLIANCE retention on every object; ``delete`` removes every version for real
   and a lock refusal becomes ``Refused``.
@@ -225,10 +226,11 @@ class S3Store:
                     key, lambda h: self._window_parts(stream, start, total, h, key),
                     expected, names, size, lock_args)
         else:
-            with tempfile.SpooledTemporaryFile(max_size=self.part_size,
-                                               dir=self.spool_dir) as spool:
+            # Not seekable: spool to disk up to the threshold (a single PUT needs its
+            # checksum before the first byte is sent); past it, each part goes through
+            # a temp file too, so memory holds one chunk, never a part or the object.
+            with tempfile.TemporaryFile(dir=self.spool_dir) as spool:
                 copied = _copy_upto(stream, spool, self.multipart_threshold + 1)
-                spool.seek(0)
                 if copied <= self.multipart_threshold:
                     if size is not None and size != copied:
                         raise SizeMismatch(key, size, copied)
@@ -236,10 +238,12 @@ class S3Store:
                     digests = self._put_single(key, _Window(spool, 0, copied), copied,
                                                expected, names, lock_args)
                 else:
+                    spool.seek(0)
                     reader = _Concat(spool, stream)
-                    digests, total = self._put_multipart(
-                        key, lambda h: self._buffer_parts(reader, h), expected, names, size,
-                        lock_args)
+                    with tempfile.TemporaryFile(dir=self.spool_dir) as part_file:
+                        digests, total = self._put_multipart(
+                            key, lambda h: self._spooled_parts(reader, part_file, h),
+                            expected, names, size, lock_args)
         return PutResult(key=key, size=total, digests={a: digests[a] for a in algorithms},
                          locked_until=locked_until)
 
@@ -269,14 +273,26 @@ class S3Store:
             window.seek(0)
             yield window, n, part_hash.digest()
 
-    def _buffer_parts(self, reader: _Concat, hasher: MultiHasher
-                      ) -> Iterator[tuple[Any, int, bytes]]:
+    def _spooled_parts(self, reader: _Concat, part_file: Any, hasher: MultiHasher
+                       ) -> Iterator[tuple[Any, int, bytes]]:
+        # Each part is uploaded before the next overwrites the temp file.
         while True:
-            data = _read_full(reader, self.part_size)
-            if not data:
+            part_file.seek(0)
+            part_file.truncate()
+            part_hash = hashlib.sha256()
+            n = 0
+            while n < self.part_size:
+                data = reader.read(min(CHUNK, self.part_size - n))
+                if not data:
+                    break
+                hasher.update(data)
+                part_hash.update(data)
+                part_file.write(data)
+                n += len(data)
+            if not n:
                 return
-            hasher.update(data)
-            yield data, len(data), hashlib.sha256(data).digest()
+            part_file.flush()
+            yield _Window(part_file, 0, n), n, part_hash.digest()
 
     def _put_multipart(self, key: str, parts: Callable[[MultiHasher], Iterator],
                        expected: str | None, names: tuple[str, ...], size: int | None,
@@ -536,17 +552,6 @@ def _feed(stream: BinaryIO, hasher: MultiHasher, total: int, key: str,
         if also is not None:
             also.update(view[:n])
         left -= n
-
-
-def _read_full(stream: Any, n: int) -> bytes:
-    chunks, got = [], 0
-    while got < n:
-        data = stream.read(min(CHUNK, n - got))
-        if not data:
-            break
-        chunks.append(data)
-        got += len(data)
-    return b"".join(chunks)
 
 
 def _copy_upto(src: BinaryIO, dst: Any, limit: int) -> int:

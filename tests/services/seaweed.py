@@ -59,7 +59,11 @@ class Seaweed:
     def new_bucket(self, object_lock: bool = False) -> str:
         """Create a bucket with a unique name (Object Lock makes it versioned too)."""
         name = f"t{next(self._names):04d}-{secrets.token_hex(4)}"
-        self.store(name).create_bucket(object_lock=object_lock)
+        store = self.store(name)
+        try:
+            store.create_bucket(object_lock=object_lock)
+        finally:
+            store.close()
         return name
 
 
@@ -173,6 +177,8 @@ def seaweed(tmp_path_factory):
         yield started
     finally:
         _stop(started.process)
+        # The objects (tens of MiB per run) go; logs stay for a failed run's post-mortem.
+        shutil.rmtree(started.root / "data", ignore_errors=True)
 
 
 @pytest.fixture
