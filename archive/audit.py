@@ -202,6 +202,7 @@ def write_checkpoint(session: Session, store, key: Ed25519PrivateKey,
     public = key.public_key()
     if store.exists(object_key):
         return _read_checkpoint(store, object_key, public)
+    _verify_since_latest_checkpoint(session, store, public, head.seq)
     moment = format_time((clock or SystemClock()).now())
     unsigned = Checkpoint(seq=head.seq, entry_hash=head.entry_hash, created_at=moment,
                           key_id=compute_key_id(key), signature="", key=object_key)
@@ -213,6 +214,48 @@ def write_checkpoint(session: Session, store, key: Ed25519PrivateKey,
     except ObjectExists:  # another process wrote the same seq first
         return _read_checkpoint(store, object_key, public)
     return checkpoint
+
+
+def _verify_since_latest_checkpoint(session: Session, store, public: Ed25519PublicKey,
+                                    head_seq: int, batch_size: int = 1000) -> None:
+    """Before signing, re-check the entries a new checkpoint would vouch for.
+
+    Only the segment after the latest valid checkpoint is walked (cheap per command);
+    the segment before it is protected by that checkpoint. Raise AuditChainBroken on
+    any break, so a checkpoint never signs a chain that was tampered with.
+    """
+    keys = sorted(info.key for info in store.list(CHECKPOINT_PREFIX)
+                  if _CHECKPOINT_NAME.match(info.key))
+    start_seq, prev = 0, GENESIS_HASH
+    for object_key in reversed(keys):
+        cp = _read_checkpoint(store, object_key, public)
+        if cp.signature_ok and cp.seq <= head_seq:
+            at = session.execute(select(AuditEntry.entry_hash)
+                                 .where(AuditEntry.seq == cp.seq)).scalar()
+            if at != cp.entry_hash:
+                raise AuditChainBroken(f"entry {cp.seq} no longer matches its signed "
+                                       "checkpoint: refusing to sign (run `archive audit "
+                                       "verify`)")
+            start_seq, prev = cp.seq, cp.entry_hash
+            break
+    table = AuditEntry.__table__
+    expected = start_seq + 1
+    while expected <= head_seq:
+        rows = session.execute(select(*table.c).where(table.c.seq >= expected)
+                               .order_by(table.c.seq).limit(batch_size)).all()
+        if not rows:
+            break
+        for row in rows:
+            if row.seq != expected or row.prev_hash != prev or \
+                    _row_hash(row) != row.entry_hash:
+                raise AuditChainBroken(f"audit entry {expected} is missing or altered: "
+                                       "refusing to sign a checkpoint (run `archive audit "
+                                       "verify`)")
+            prev = row.entry_hash
+            expected += 1
+    if expected != head_seq + 1:
+        raise AuditChainBroken(f"audit log ends before its head ({head_seq}): refusing to "
+                               "sign a checkpoint")
 
 
 def load_checkpoints(store, public_key: Ed25519PublicKey) -> list[Checkpoint]:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from archive.audit import (
     GENESIS_HASH,
+    AuditChainBroken,
     append,
     checkpoint_key,
     compute_hash,
@@ -320,6 +321,32 @@ def test_checkpoint_written_once_and_signed(catalog, key):
     assert loaded.signature_ok and loaded.entry_hash == cp.entry_hash
     report = check(catalog, [loaded])
     assert report.ok and report.latest_checkpoint_seq == 5 and report.warnings == []
+
+
+def test_checkpoint_refuses_to_sign_a_tampered_segment(catalog, key):
+    store = DictStore()
+    fill(catalog, 10)
+    with catalog.unit_of_work(snapshot=True) as s:
+        assert write_checkpoint(s, store, key).seq == 10
+    fill(catalog, 10)
+    tamper(catalog, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 15")
+    with catalog.unit_of_work(snapshot=True) as s, \
+            pytest.raises(AuditChainBroken, match="entry 15"):
+        write_checkpoint(s, store, key)
+    assert [i.key for i in store.list("audit/")] == ["audit/checkpoints/000000000010.json"]
+
+
+def test_checkpoint_refuses_when_an_older_checkpoint_was_rewritten(catalog, key):
+    store = DictStore()
+    fill(catalog, 10)
+    with catalog.unit_of_work(snapshot=True) as s:
+        write_checkpoint(s, store, key)
+    fill(catalog, 3)
+    tamper(catalog, "UPDATE audit_log SET target = 'x' WHERE seq = 4")
+    rehash_from(catalog, 4)  # a consistent rewrite behind the checkpoint
+    with catalog.unit_of_work(snapshot=True) as s, \
+            pytest.raises(AuditChainBroken, match="no longer matches its signed checkpoint"):
+        write_checkpoint(s, store, key)
 
 
 def test_truncation_after_a_checkpoint_is_detected(catalog, key):

@@ -14,6 +14,8 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +54,23 @@ def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
+class PostgresUnavailable(Exception):
+    """The private cluster could not be started; the message says why."""
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """Start a private PostgreSQL cluster on loopback; stop and remove it afterwards.
+
+    Used by the test fixture and by the benchmarks in ``bench/``.
+    """
     for tool in ("initdb", "pg_ctl"):
         if not (PG_BIN / tool).exists():
-            unavailable("PostgreSQL", f"{PG_BIN / tool} not found (set ARCHIVE_PG_BIN)")
+            raise PostgresUnavailable(f"{PG_BIN / tool} not found (set ARCHIVE_PG_BIN)")
     try:
         import psycopg  # noqa: F401
     except ImportError as exc:
-        unavailable("PostgreSQL", f"psycopg is not installed: {exc}")
+        raise PostgresUnavailable(f"psycopg is not installed: {exc}") from exc
 
     folder = Path(tempfile.mkdtemp(prefix="archive-pg-"))
     data = folder / "data"
@@ -75,7 +85,7 @@ def postgres_server():
                                 "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
                                 "--no-sync"])
         if result.returncode != 0:
-            unavailable("PostgreSQL", f"initdb failed: {result.stderr.strip()[-500:]}")
+            raise PostgresUnavailable(f"initdb failed: {result.stderr.strip()[-500:]}")
         options = (f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off")
         result = _run(prefix + [str(PG_BIN / "pg_ctl"), "-D", str(data), "-l",
@@ -85,7 +95,7 @@ def postgres_server():
         if result.returncode != 0:
             log = (folder / "pg.log").read_text(errors="replace")[-800:] \
                 if (folder / "pg.log").exists() else ""
-            unavailable("PostgreSQL", f"pg_ctl start failed: {result.stderr.strip()} {log}")
+            raise PostgresUnavailable(f"pg_ctl start failed: {result.stderr.strip()} {log}")
         yield PostgresServer("127.0.0.1", port, PG_USER, folder)
     finally:
         if started:
@@ -94,16 +104,32 @@ def postgres_server():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def create_database(server: PostgresServer, name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(server.admin_dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as exc:
+        unavailable("PostgreSQL", str(exc))
+
+
 @pytest.fixture
 def pg_url(postgres_server):
     """A fresh, empty database on the session's cluster, dropped afterwards."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(postgres_server.admin_dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    url = create_database(postgres_server, name)
     try:
-        yield postgres_server.url(name)
+        yield url
     finally:
         with psycopg.connect(postgres_server.admin_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
