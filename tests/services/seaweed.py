@@ -45,6 +45,7 @@ class Seaweed:
     secret_key: str
     root: Path
     process: subprocess.Popen
+    ports: list[int]
     _names: itertools.count = field(default_factory=itertools.count)
 
     def store(self, bucket: str, **kw):
@@ -106,15 +107,20 @@ def _answers(endpoint: str, access_key: str, secret_key: str) -> bool:
         client.close()
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(STOP_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def _stop(proc: subprocess.Popen, ports: list[int]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    # After a SIGKILL (or a crash) weed leaves its gRPC sockets behind: remove ours.
+    for port in ports:
+        for service in ("master", "volume", "filer", "s3", "admin"):
+            sock = Path("/tmp") / f"seaweedfs-{service}-grpc-{port}.sock"
+            if sock.is_socket():
+                sock.unlink(missing_ok=True)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -141,7 +147,8 @@ def _start(binary: str, base: Path) -> Seaweed | str:
         config.chmod(0o600)
         ports = free_ports(10)
         endpoint = f"http://127.0.0.1:{ports[3]}"
-        # TMPDIR: weed puts its gRPC unix sockets in the temp folder.
+        # Its own temp files go under root. (weed 4.48 still puts its gRPC unix sockets
+        # at /tmp/seaweedfs-<service>-grpc-<port>.sock; it removes them on SIGTERM.)
         env = {**os.environ, "TMPDIR": str(root / "tmp")}
         output = root / "weed.out"
         try:
@@ -154,9 +161,9 @@ def _start(binary: str, base: Path) -> Seaweed | str:
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
             if _answers(endpoint, access_key, secret_key):
-                return Seaweed(endpoint, access_key, secret_key, root, proc)
+                return Seaweed(endpoint, access_key, secret_key, root, proc, ports)
             time.sleep(0.2)
-        _stop(proc)
+        _stop(proc, ports)
         why = (f"`weed mini` exited with status {proc.returncode}" if proc.returncode
                else f"`weed mini` did not answer S3 within {START_TIMEOUT:.0f} s")
         why += f"; last output:\n{_tail(output)}"
@@ -176,7 +183,7 @@ def seaweed(tmp_path_factory):
     try:
         yield started
     finally:
-        _stop(started.process)
+        _stop(started.process, started.ports)
         # The objects (tens of MiB per run) go; logs stay for a failed run's post-mortem.
         shutil.rmtree(started.root / "data", ignore_errors=True)
 
