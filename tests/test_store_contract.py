@@ -182,6 +182,7 @@ class ChangesAfterHashing(io.RawIOBase):
 
 @pytest.mark.parametrize("key", ["aip/0001/bag.zip", "hồ-sơ/văn bản số 1.pdf", "single"])
 def test_roundtrip_bytes_and_digests(store, key):
+    assert isinstance(store, ObjectStore)
     data = os.urandom(300_000) + "Nghị quyết".encode()
     result = store.put(key, io.BytesIO(data), size=len(data))
     assert result.key == key
