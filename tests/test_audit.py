@@ -439,9 +439,13 @@ import sys, time
 from archive.audit import append
 from archive.db import Catalog
 from archive.principal import Principal
-url, name, count, start = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+import pathlib
+url, name, count, gate = sys.argv[1], sys.argv[2], int(sys.argv[3]), pathlib.Path(sys.argv[4])
 catalog = Catalog(url)
-time.sleep(max(0.0, start - time.time()))
+catalog.engine.connect().close()  # connected and imported: ready
+(gate.parent / f"ready-{name}").touch()
+while not gate.exists():  # start line: every worker starts appending at the same moment
+    time.sleep(0.005)
 began = time.time()
 for i in range(count):
     with catalog.unit_of_work() as session:
@@ -453,13 +457,19 @@ catalog.dispose()
 
 
 @pytest.mark.slow
-def test_concurrent_writers_make_one_chain(catalog):
+def test_concurrent_writers_make_one_chain(catalog, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    start = time.time() + 2.0  # all four start appending at the same moment
+    gate = tmp_path / "go"
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, catalog.url, f"w{n}", "50",
-                                 str(start)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                 str(gate)], env=env, cwd=REPO, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
                for n in range(4)]
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < 4:
+        assert time.monotonic() < deadline, "workers did not get ready"
+        assert all(w.poll() is None for w in workers), "a worker died before the start"
+        time.sleep(0.02)
+    gate.touch()
     windows = []
     for worker in workers:
         out, err = worker.communicate(timeout=240)
