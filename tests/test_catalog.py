@@ -192,13 +192,17 @@ def test_foreign_keys_are_enforced(catalog_engine):
         s.flush()
 
 
-def test_snapshot_is_read_only_on_postgresql(catalog_engine):
-    if catalog_engine.dialect.name != "postgresql":
-        pytest.skip("SQLite snapshots are deferred transactions, not read-only")
-    with pytest.raises(DBAPIError, match="read-only"), \
-            unit_of_work(session_factory(catalog_engine), snapshot=True) as s:
-        s.add(_agent())
-        s.flush()
+def test_snapshot_is_read_only_on_postgresql(pg_url):
+    # PostgreSQL only: SQLite snapshots are deferred transactions, not read-only.
+    upgrade(pg_url)
+    engine = make_engine(pg_url)
+    try:
+        with pytest.raises(DBAPIError, match="read-only"), \
+                unit_of_work(session_factory(engine), snapshot=True) as s:
+            s.add(_agent())
+            s.flush()
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_settings_and_begin_immediate(tmp_path):

@@ -75,6 +75,19 @@ def lock_store(seaweed):
     s.close()
 
 
+S3_KINDS = ["s3", "s3-lock"]
+
+
+def store_cases(cases: list[tuple[str, tuple]], kinds_for_big=S3_KINDS, big=lambda c: False):
+    """(store kind, *args) combinations; cases that ``big`` marks run only on S3 kinds
+    (the multipart path exists only there), so no cell is a skip."""
+    out = []
+    for case_id, args in cases:
+        for kind in (kinds_for_big if big(args) else KINDS):
+            out.append(pytest.param(kind, *args, id=f"{kind}-{case_id}"))
+    return out
+
+
 def is_s3(store) -> bool:
     return store.name.startswith("s3:")
 
@@ -221,11 +234,11 @@ def test_put_if_absent_never_overwrites(store):
     assert store.stat("aip/x").size == 5
 
 
-@pytest.mark.parametrize("size", [1000, 11 * MiB], ids=["single", "multipart"])
+@pytest.mark.parametrize(("store", "size"),
+                         store_cases([("single", (1000,)), ("multipart", (11 * MiB,))],
+                                     big=lambda a: a[0] > MiB), indirect=["store"])
 def test_key_appearing_while_streaming_is_not_overwritten(store, size):
     """Put-if-absent holds at commit time, not only at the first check."""
-    if size > MiB and not is_s3(store):
-        pytest.skip("the multipart path exists only for S3")
     def race():  # another writer stores the key while we are streaming
         store.put("race", io.BytesIO(b"the other writer won"))
 
@@ -239,12 +252,12 @@ def test_key_appearing_while_streaming_is_not_overwritten(store, size):
         assert store.incomplete(0) == []
 
 
-@pytest.mark.parametrize(("size", "seekable"), [(1000, True), (1000, False),
-                                               (11 * MiB, True), (11 * MiB, False)],
-                         ids=["single", "single-stream", "multipart", "multipart-stream"])
+@pytest.mark.parametrize(("store", "size", "seekable"),
+                         store_cases([("single", (1000, True)), ("single-stream", (1000, False)),
+                                      ("multipart", (11 * MiB, True)),
+                                      ("multipart-stream", (11 * MiB, False))],
+                                     big=lambda a: a[0] > MiB), indirect=["store"])
 def test_wrong_sha256_stores_nothing(store, size, seekable):
-    if size > MiB and not is_s3(store):
-        pytest.skip("the multipart path exists only for S3")
     data = Generated(size).read()
     wrong = hashlib.sha256(b"something else").hexdigest()
     source = io.BytesIO(data) if seekable else Generated(size)
@@ -273,10 +286,9 @@ def test_non_seekable_small_object(store):
         assert store.stat("stream").sha256 == result.digests["sha256"]
 
 
+@pytest.mark.parametrize("store", S3_KINDS, indirect=True)
 def test_server_refuses_bytes_that_changed_after_hashing(store):
     """S3: the checksum is checked by the server (BadDigest), not only by us."""
-    if not is_s3(store):
-        pytest.skip("a server-side checksum exists only for S3")
     stream = ChangesAfterHashing(b"A" * 5000, b"B" * 5000)
     with pytest.raises(IntegrityError, match="BadDigest"):
         store.put("changed", stream)
@@ -399,10 +411,10 @@ def test_delete(store):
     assert read_all(store, "aip/gone") == b"new"
 
 
+# The in-memory fake holds objects in memory by design: not part of this case.
+@pytest.mark.parametrize("store", ["local", *S3_KINDS], indirect=True)
 def test_large_object_streams(store):
     """~80 MiB from a generator: memory stays far below the object size (S3: multipart)."""
-    if isinstance(store, MemoryStore):
-        pytest.skip("the in-memory fake holds objects in memory by design")
     size = 80 * MiB + 12345
     expected = generated_digests(size)
     tracemalloc.start()
