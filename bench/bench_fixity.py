@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.archive_setup import init_archive  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 
 
@@ -62,25 +63,19 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 
-    from archive import db
-    from archive.agents import register_agent
     from archive.instance import ArchiveInstance
-    from archive.keys import generate_system_key
     from archive.principal import Principal
     from archive.settings import load_settings
     from ingest.services import IngestService
     from preservation.fixity import run_fixity_check
-    from tests.conftest import ORG, sample_metadata
+    from tests.conftest import sample_metadata
 
     with tempfile.TemporaryDirectory(prefix="bench-fixity-") as tmp:
-        settings = load_settings(environ={"ARCHIVE_ARCHIVE__DATA_DIR": tmp})
-        generate_system_key(settings.keys_dir)
-        db.upgrade(settings.database_url)
+        env = {"ARCHIVE_ARCHIVE__DATA_DIR": tmp}
+        init_archive(env)
+        settings = load_settings(environ=env)
         instance = ArchiveInstance(settings)
         principal = Principal.system("bench")
-        with instance.catalog.unit_of_work() as session:
-            register_agent(session, settings, principal, kind="organisation", identifier=ORG,
-                           name="Bench")
         service = IngestService(settings, instance.catalog, instance.store,
                                 principal=principal)
         for i in range(args.records):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.archive_setup import init_archive  # noqa: E402
 from bench.machine import describe_machine  # noqa: E402
 
 
@@ -61,27 +62,6 @@ def _worker(env: dict, paths: list[str], queue) -> None:
     queue.put(done)
 
 
-def init_archive(env: dict) -> None:
-    from archive import db
-    from archive.agents import register_agent
-    from archive.instance import ArchiveInstance
-    from archive.keys import generate_system_key
-    from archive.principal import Principal
-    from archive.settings import load_settings
-    from tests.conftest import ORG
-
-    settings = load_settings(environ=env)
-    generate_system_key(settings.keys_dir)
-    db.upgrade(settings.database_url)
-    instance = ArchiveInstance(settings)
-    if settings.storage.backend == "s3":
-        instance.store.create_bucket()
-    with instance.catalog.unit_of_work() as session:
-        register_agent(session, settings, Principal.system("bench"), kind="organisation",
-                       identifier=ORG, name="Bench")
-    instance.close()
-
-
 def run(env: dict, paths: list[Path], processes: int) -> float:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -104,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from tests.services.postgres import create_database, running_postgres
-    from tests.services.seaweed import _start, _stop, weed_binary
+    from tests.services.seaweed import _start, weed_binary
 
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
@@ -136,7 +116,7 @@ def main() -> None:
                     results[f"s3(seaweedfs)+postgresql, {processes} process(es)"] = round(
                         run(env, paths, processes), 1)
         finally:
-            _stop(seaweed.process)
+            seaweed.stop()
 
     print(json.dumps({"machine": describe_machine(),
                       "data": f"{args.records} PDFs of ~100 KiB per run, unsigned",

@@ -57,6 +57,9 @@ class Seaweed:
         options.update(kw)
         return S3Store(self.endpoint, bucket, **options)
 
+    def stop(self) -> None:
+        _stop(self.process, self.ports)
+
     def new_bucket(self, object_lock: bool = False) -> str:
         """Create a bucket with a unique name (Object Lock makes it versioned too)."""
         name = f"t{next(self._names):04d}-{secrets.token_hex(4)}"
@@ -183,7 +186,7 @@ def seaweed(tmp_path_factory):
     try:
         yield started
     finally:
-        _stop(started.process, started.ports)
+        started.stop()
         # The objects (tens of MiB per run) go; logs stay for a failed run's post-mortem.
         shutil.rmtree(started.root / "data", ignore_errors=True)
 
