@@ -99,3 +99,19 @@ def test_archive_serve_answers_on_loopback(local_archive):
         proc.terminate()
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_wsgi_entry_point_builds_the_app_from_the_environment(local_archive, monkeypatch):
+    import importlib
+
+    for name, value in local_archive.env.items():
+        if name.startswith("ARCHIVE_"):
+            monkeypatch.setenv(name, value)
+    import access.wsgi
+
+    module = importlib.reload(access.wsgi)
+    try:
+        response = module.app.test_client().get("/healthz")
+        assert response.status_code == 200
+    finally:
+        module.app.config["ARCHIVE"].close()
