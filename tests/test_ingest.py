@@ -11,6 +11,7 @@ import tarfile
 import pytest
 
 from tests.conftest import ORG2, sample_metadata
+from tests.test_aip_package import _validate, schemas  # noqa: F401 - shared schema fixture
 
 
 def _objects(aenv) -> list[str]:
@@ -65,7 +66,7 @@ def test_ingest_show_history_and_get(archive_env, tmp_path):
     assert archive_env.invoke("audit", "verify").exit_code == 0
 
 
-def test_stored_aip_is_a_valid_bag_with_the_original_bytes(archive_env, tmp_path):
+def test_stored_aip_is_a_valid_bag_with_the_original_bytes(archive_env, tmp_path, schemas):
     pdf = archive_env.sample("a.pdf")
     record_id = archive_env.json("ingest", str(pdf))["results"][0]["record_id"]
     instance = archive_env.instance()
@@ -91,6 +92,11 @@ def test_stored_aip_is_a_valid_bag_with_the_original_bytes(archive_env, tmp_path
     assert validated.exit_code == 0, validated.output
     record = json.loads((bag / "data/metadata/descriptive/record.json").read_text("utf-8"))
     assert record["number_symbol"] == "12-QĐ/TU"
+    # The stored AIP's METS and PREMIS are schema-valid (offline, shipped schemas).
+    assert _validate(schemas["mets"], (bag / "data/METS.xml").read_bytes()) == []
+    premis = (bag / "data/metadata/preservation/premis.xml").read_bytes()
+    assert _validate(schemas["premis"], premis) == []
+    assert record_id.encode() in premis and b"ingestion" in premis
 
 
 def test_same_file_twice_is_reported_not_stored(archive_env):
