@@ -14,14 +14,14 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from sqlalchemy import select
 
 from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, Refused
 from archive.models import PackageVersion
 from archive.principal import Principal
 from archive.settings import Settings
@@ -37,6 +37,8 @@ class SweepReport:
     orphans: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     too_recent: list[str] = field(default_factory=list)
+    # Orphans under S3 Object Lock retention: removable only once retention ends.
+    locked: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     incomplete_removed: int = 0
     staging_removed: int = 0
@@ -82,6 +84,8 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
         try:
             store.delete(info.key)
             report.removed.append(info.key)
+        except Refused as exc:
+            report.locked.append(f"{info.key}: {exc.message}")
         except ArchiveError as exc:
             report.errors.append(f"{info.key}: {exc.message}")
 
@@ -96,6 +100,7 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
                      outcome="ok" if not report.errors else "failed",
                      detail={"dry_run": dry_run, "objects_seen": report.objects_seen,
                              "orphans": report.orphans[:100], "removed": len(report.removed),
+                             "locked": report.locked[:100],
                              "missing": report.missing[:100],
                              "incomplete_removed": report.incomplete_removed,
                              "staging_removed": report.staging_removed}, clock=clock)
@@ -120,6 +125,3 @@ def _clean_staging(settings: Settings, grace_seconds: int) -> int:
             continue
     return removed
 
-
-def _utc(dt: datetime) -> datetime:
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -35,6 +35,8 @@ def sweep(grace: int, dry_run: bool, as_json: bool) -> None:
             click.echo(f"{verb} orphan {key}")
         for key in r.too_recent:
             click.echo(f"kept (younger than --grace) {key}")
+        for item in r.locked:
+            click.echo(f"kept (under Object Lock retention) {item}")
         for key in r.missing:
             click.echo(f"MISSING registered object {key} (run `archive fixity check --all`)")
         for err in r.errors:
