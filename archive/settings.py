@@ -71,6 +71,7 @@ class IngestSection:
 @dataclass(frozen=True)
 class AuditSection:
     checkpoint_after_commands: bool
+    checkpoint_interval_minutes: int
 
 
 @dataclass(frozen=True)

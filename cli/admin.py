@@ -100,6 +100,7 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
     import waitress
 
     from access.app import create_app
+    from preservation.scheduler import start_background_scheduler
 
     settings = _settings()
     instance = click.get_current_context().obj.instance
@@ -107,9 +108,14 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
     app = create_app(instance)
     host = host or settings.server.host
     port = port or settings.server.port
+    scheduler = start_background_scheduler(instance)
     click.echo(f"{settings.archive.system_name}: serving on http://{host}:{port} "
                f"(catalog {instance.catalog.url.split('://')[0]}, store {instance.store.name})")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="archive")
+    try:
+        waitress.serve(app, host=host, port=port, threads=threads, ident="archive")
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
 
 
 @click.group()

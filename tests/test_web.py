@@ -115,3 +115,29 @@ def test_wsgi_entry_point_builds_the_app_from_the_environment(local_archive, mon
         assert response.status_code == 200
     finally:
         module.app.config["ARCHIVE"].close()
+
+
+def test_serve_scheduler_writes_audit_checkpoints(local_archive):
+    """The server's in-process scheduler runs the checkpoint job (R-AUDIT-1)."""
+    from preservation import jobs
+    from preservation.scheduler import start_background_scheduler
+
+    instance = local_archive.instance()
+    scheduler = start_background_scheduler(instance)
+    try:
+        [job] = scheduler.get_jobs()
+        assert job.id == "audit-checkpoint" and job.trigger.interval.total_seconds() == 900
+    finally:
+        scheduler.shutdown(wait=False)
+    store = instance.store
+    before = {o.key for o in store.list("audit/checkpoints/")}
+    local_archive.json("records", "list")  # a read: appends an entry, writes no checkpoint
+    with instance.catalog.unit_of_work() as session:
+        from archive import audit
+        from archive.principal import Principal
+
+        audit.append(session, Principal.system("test"), "records.search", "records")
+    jobs.audit_checkpoint(instance)
+    after = {o.key for o in store.list("audit/checkpoints/")}
+    assert len(after - before) >= 1
+    assert local_archive.invoke("audit", "verify").exit_code == 0
