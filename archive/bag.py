@@ -24,8 +24,7 @@ and its whole-object digests are written in the same pass (``HashingWriter``); t
 caller's payload digests are trusted for the manifests, sizes are always checked.
 
 bagit-python's ``make_bag``/``save`` are not used: they call ``os.chdir`` (process-wide).
-Reading a stored bag never extracts it: ``inspect_bag`` streams the tar ('r|'), refuses
-hostile members (absolute paths, '..', links, devices) and checks the manifests.
+Reading a stored bag back (safely, never extracting it) is :mod:`archive.bag_inspection`.
 """
 
 from __future__ import annotations
@@ -45,23 +44,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from archive.digests import (
-    CHUNK,
-    DEFAULT_ALGORITHMS,
-    HashingReader,
-    HashingWriter,
-    MultiHasher,
-    hash_bytes,
-)
-from archive.errors import (
-    FieldProblem,
-    FixityMismatch,
-    InputError,
-    IntegrityError,
-    Problem,
-    SizeMismatch,
-)
-from archive.mets import build_mets, file_roles
+from archive.bagit_syntax import encode_manifest_path
+from archive.digests import CHUNK, HashingReader, HashingWriter, hash_bytes
+from archive.errors import AipSpecInvalid, FieldProblem, FixityMismatch, SizeMismatch
+from archive.mets import build_mets
 from archive.premis import build_premis
 
 # R-FIX-1: every stored file carries at least these digests.
@@ -72,33 +58,15 @@ PREMIS_PATH = "data/metadata/preservation/premis.xml"
 CONTENT_DIR = "data/content"
 FILE_MODE = 0o444
 DIR_MODE = 0o555
-MAX_TAG_FILE = 64 * 1024 * 1024  # tag files and record.json are read into memory
 _NAME_BYTES = 200  # room under the 255-byte file name limit of common filesystems
 _UNSAFE_CHARS = frozenset('/\\%<>:"|?*')
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
-_ROLE = re.compile(r"[a-z][a-z0-9-]{0,15}")
+ROLE_NAME = re.compile(r"[a-z][a-z0-9-]{0,15}")  # a payload role (METS fileGrp USE)
 _BAG_INFO_ORDER = ("Bagging-Date", "Payload-Oxum", "External-Identifier",
                    "Source-Organization", "Bag-Software-Agent", "Bag-Size",
                    "Bag-Group-Identifier", "Internal-Sender-Identifier",
                    "Internal-Sender-Description", "Archive-Version")
-
-
-class AipSpecInvalid(InputError):
-    """The package description cannot make a valid AIP; every problem is listed."""
-
-    def __init__(self, problems: list[FieldProblem]):
-        self.problems = problems
-        super().__init__("cannot build AIP:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-class UnsafeBag(IntegrityError):
-    """A serialised bag is hostile or broken (R-PKG-1): refused, never extracted."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("unsafe or invalid bag:\n"
-                         + "\n".join(f"  - {p.target}: {p.message}" for p in problems))
 
 
 @dataclass(frozen=True)
@@ -168,19 +136,6 @@ class BuiltAip:
     bag_name: str
 
 
-@dataclass
-class BagInspection:
-    """What a streaming pass over a serialised bag found."""
-
-    bag_name: str | None
-    members: list[BagMember]
-    problems: list[Problem]
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
 # ---- names ---------------------------------------------------------------------------
 
 
@@ -240,16 +195,6 @@ def _tag_value(value: object) -> str:
     return " ".join(text.split())
 
 
-def _encode_manifest_path(path: str) -> str:
-    # RFC 8493 2.1.3: only CR, LF and '%' are percent-encoded.
-    return path.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _decode_manifest_path(path: str) -> str:
-    return re.sub(r"%(25|0D|0A)", lambda m: {"25": "%", "0D": "\r", "0A": "\n"}[
-        m.group(1).upper()], path, flags=re.IGNORECASE)
-
-
 # ---- checking the spec ----------------------------------------------------------------
 
 
@@ -295,7 +240,7 @@ def _check_spec(spec: AipSpec) -> list[FieldProblem]:
             bad(where, f"bag path {pf.bag_path!r} is reserved or used twice")
         used.add(folded)
         dirs.update("/".join(parts[:i]).casefold() for i in range(2, len(parts)))
-        if not _ROLE.fullmatch(pf.role or ""):
+        if not ROLE_NAME.fullmatch(pf.role or ""):
             bad(where, f"role {pf.role!r} must be a short lower-case word")
         if type(pf.size) is not int or pf.size < 0:
             bad(where, "size must be a non-negative integer")
@@ -363,7 +308,7 @@ def _bag_info(spec: AipSpec, payload_bytes: int, payload_count: int) -> bytes:
 
 
 def _manifest(entries: dict[str, dict[str, str]], algorithm: str) -> bytes:
-    return "".join(f"{entries[path][algorithm]}  {_encode_manifest_path(path)}\n"
+    return "".join(f"{entries[path][algorithm]}  {encode_manifest_path(path)}\n"
                    for path in sorted(entries)).encode("utf-8")
 
 
@@ -481,168 +426,3 @@ def _write_tar(spec: AipSpec, writer: HashingWriter, tags: dict[str, bytes],
     finally:
         tar.close()
     return members
-
-
-# ---- reading a stored bag -------------------------------------------------------------
-
-
-def member_problem(info: tarfile.TarInfo) -> str | None:
-    """Why a tar member is unacceptable in a bag, or None (never extracts anything)."""
-    name = info.name
-    if info.type not in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE):
-        return "only regular files and directories are allowed (no links, devices, fifos)"
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return "name is not valid UTF-8"
-    if not name or name.startswith("/") or re.match(r"[A-Za-z]:", name) or "\\" in name:
-        return "absolute or non-POSIX path"
-    if any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in name):
-        return "control character in name"
-    parts = name.rstrip("/").split("/") if info.isdir() else name.split("/")
-    if any(part in ("", ".", "..") for part in parts):
-        return "empty, '.' or '..' path component"
-    if info.mode & 0o7000:
-        return "setuid, setgid or sticky mode"
-    return None
-
-
-def _role(path: str) -> str:
-    if path.startswith(f"{CONTENT_DIR}/"):
-        return "original"
-    return "metadata" if path.startswith("data/") else "tag"
-
-
-def _iter_files(stream: BinaryIO, problems: list[Problem], state: dict):
-    """Yield (tarinfo, bag-relative path, file object) for each acceptable regular file.
-
-    Unacceptable members are recorded in ``problems`` and skipped, never opened; the
-    top-level directory's name goes into ``state["root"]``.
-    """
-    root: str | None = None
-    seen: set[str] = set()
-    with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8") as tar:
-        for info in tar:
-            problem = member_problem(info)
-            parts = info.name.rstrip("/").split("/")
-            if problem is None and root is not None and parts[0] != root:
-                problem = "more than one top-level directory"
-            folded = unicodedata.normalize("NFC", info.name.rstrip("/")).casefold()
-            if problem is None and folded in seen:
-                problem = "duplicate member"
-            if problem is None and len(parts) == 1 and not info.isdir():
-                problem = "file outside the bag directory"
-            if problem is not None:
-                problems.append(Problem("unsafe-member", problem, target=info.name))
-                continue
-            root = state["root"] = root or parts[0]
-            seen.add(folded)
-            if info.isfile():
-                yield info, "/".join(parts[1:]), tar.extractfile(info)
-
-
-def _parse_manifest(text: str) -> dict[str, str]:
-    entries = {}
-    for line in text.splitlines():
-        if line.strip():
-            digest, _, path = line.strip().partition(" ")
-            entries[_decode_manifest_path(path.strip())] = digest.lower()
-    return entries
-
-
-def inspect_bag(stream: BinaryIO, algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
-                *, expected_name: str | None = None) -> BagInspection:
-    """One streaming pass over a serialised bag: index, digests, structure, manifests.
-
-    Nothing is extracted. Problems (hostile members, several roots, missing or wrong
-    manifest entries) are collected, not raised.
-    """
-    algorithms = tuple(algorithms)
-    problems: list[Problem] = []
-    members: list[BagMember] = []
-    tag_texts: dict[str, str] = {}
-    state: dict = {"root": None}
-    roles: dict[str, str] = {}  # payload roles as METS.xml records them (fileGrp USE)
-    try:
-        for info, rel, fh in _iter_files(stream, problems, state):
-            keep = ("/" not in rel or rel == METS_PATH) and info.size <= MAX_TAG_FILE
-            hasher, kept = MultiHasher(algorithms), bytearray()
-            while chunk := fh.read(CHUNK):
-                hasher.update(chunk)
-                if keep:
-                    kept += chunk
-            members.append(BagMember(rel, info.offset_data, info.size, hasher.hexdigests(),
-                                     _role(rel)))
-            if keep:
-                tag_texts[rel] = kept.decode("utf-8", errors="replace")
-                if rel == METS_PATH:
-                    roles = file_roles(bytes(kept))
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        problems.append(Problem("unreadable-tar", f"not a readable tar: {exc}"))
-    root = state["root"]
-    members = [BagMember(m.path, m.offset, m.size, m.digests, roles[m.path])
-               if m.path in roles and _ROLE.fullmatch(roles[m.path]) else m for m in members]
-    if expected_name is not None and root != expected_name:
-        problems.append(Problem("wrong-bag-name", f"expected top-level directory "
-                                f"{expected_name!r}, found {root!r}", target=str(root)))
-    if "bagit.txt" not in tag_texts:
-        problems.append(Problem("not-a-bag", "bagit.txt is missing", target=str(root)))
-    _check_manifests(members, tag_texts, algorithms, problems)
-    return BagInspection(bag_name=root, members=members, problems=problems)
-
-
-def _check_manifests(members: list[BagMember], tag_texts: dict[str, str],
-                     algorithms: tuple[str, ...], problems: list[Problem]) -> None:
-    by_path = {m.path: m for m in members}
-    payload = {m.path for m in members if m.path.startswith("data/")}
-    for algorithm in algorithms:
-        for kind in ("manifest", "tagmanifest"):
-            name = f"{kind}-{algorithm}.txt"
-            if name not in tag_texts:
-                if kind == "manifest":
-                    problems.append(Problem("manifest-missing", f"{name} is missing"))
-                continue
-            entries = _parse_manifest(tag_texts[name])
-            if kind == "manifest":
-                for path in sorted(payload - entries.keys()):
-                    problems.append(Problem("not-in-manifest", f"not listed in {name}", path))
-            for path, digest in sorted(entries.items()):
-                member = by_path.get(path)
-                if member is None:
-                    problems.append(Problem("file-missing", f"listed in {name}, absent", path))
-                elif member.digests.get(algorithm) != digest:
-                    problems.append(Problem("fixity-mismatch", f"{algorithm} differs from "
-                                            f"{name}", path, {"expected": digest,
-                                            "found": member.digests.get(algorithm)}))
-
-
-def read_member_index(stream: BinaryIO, algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
-                      *, expected_name: str | None = None) -> list[BagMember]:
-    """Members of a stored bag with offsets and recomputed digests; UnsafeBag if unsound."""
-    inspection = inspect_bag(stream, algorithms, expected_name=expected_name)
-    if not inspection.ok:
-        raise UnsafeBag(inspection.problems)
-    return inspection.members
-
-
-def extract_record_json(stream: BinaryIO) -> dict:
-    """The descriptive metadata of a stored bag, read by streaming up to record.json.
-
-    Members before record.json are checked like ``inspect_bag`` does and the stream is
-    not read further; use ``inspect_bag`` to vet a whole object.
-    """
-    problems: list[Problem] = []
-    try:
-        for info, rel, fh in _iter_files(stream, problems, {}):
-            if problems:
-                break
-            if rel == RECORD_JSON_PATH:
-                if info.size > MAX_TAG_FILE:
-                    raise UnsafeBag([Problem("too-large", "record.json is too large", rel)])
-                try:
-                    return json.loads(fh.read().decode("utf-8"))
-                except (UnicodeDecodeError, ValueError) as exc:
-                    raise UnsafeBag([Problem("bad-json", str(exc), rel)]) from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        problems.append(Problem("unreadable-tar", f"not a readable tar: {exc}"))
-    raise UnsafeBag(problems or [Problem("missing", "no record.json", RECORD_JSON_PATH)])

@@ -4,12 +4,13 @@
 (errors) and warning instead of raising at the first one. It never writes anything and
 never fetches ``fetch.txt`` URLs; odd content and I/O errors become problems, never
 exceptions. Every payload file is read once, feeding all manifest algorithms at the same
-time, and files are hashed in parallel threads (hashlib releases the GIL).
+time, and files are hashed in parallel threads (hashlib releases the GIL). The text of
+the tag files and manifest paths is parsed by :mod:`archive.bagit_syntax`; this module
+examines the bag on disk and checks what the tag files say against it.
 """
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 import re
@@ -18,12 +19,11 @@ import unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from archive.bagit_syntax import BagitDeclaration, TagFileParser, parse_bagit_txt, show
 from archive.digests import CHUNK, MultiHasher, hash_stream
 from archive.errors import Problem
 
-SUPPORTED_VERSIONS = {(0, 93), (0, 94), (0, 95), (0, 96), (0, 97), (1, 0)}
 # Manifest file names carry the lower-cased algorithm name without punctuation (RFC 8493 2.4).
 _ALGORITHM_NAMES = {
     "md5": "md5", "sha1": "sha1", "sha224": "sha224", "sha256": "sha256",
@@ -35,16 +35,6 @@ _WEAK_ALGORITHMS = {"md5", "sha1"}
 _SPECIAL_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r",
                   ".spotlight-v100", ".trashes", ".fseventsd", ".directory"}
 _MANIFEST_NAME = re.compile(r"(tag)?manifest-([A-Za-z0-9]+)\.txt")
-_LINE_BREAK = re.compile(r"\r\n|\n|\r")
-_MANIFEST_LINE = re.compile(r"(\S+)[ \t]+(.+)")
-_FETCH_LINE = re.compile(r"(\S+)[ \t]+(\S+)[ \t]+(.+)")
-_PERCENT = re.compile(r"%(0[AaDd]|25)")
-_WINDOWS_ABSOLUTE = re.compile(r"[A-Za-z]:|\\\\|//")
-_ENV_SHORTCUT = re.compile(r"%[^%/\\]+%")
-_HEX = re.compile(r"[0-9a-f]+")
-_MANIFEST_LINES = re.compile(r"^(\S+)[ \t]+(.+)$", re.MULTILINE)
-_NEEDS_CLEANING = re.compile(r"[\\%\x00]|//|/\.|/\Z")
-_OXUM = re.compile(r"(\d+)\.(\d+)")
 _MAX_BAGIT_TXT = 64 * 1024
 _SMALL_FILE = CHUNK
 _BATCH_FILES, _BATCH_BYTES = 64, 16 * CHUNK
@@ -94,26 +84,11 @@ def validate_bag(path: Path, *, workers: int = 2, fast: bool = False) -> BagRepo
     try:
         check.run()
     except (OSError, UnicodeError, ValueError, LookupError, RecursionError) as exc:
-        check.error("validation-aborted", f"validation stopped early: {_show(str(exc))}")
+        check.error("validation-aborted", f"validation stopped early: {show(str(exc))}")
     except Exception as exc:  # noqa: BLE001 - fail closed: a validator bug must not pass a bag
         check.error("internal-error", f"validation stopped by an internal error "
-                    f"({type(exc).__name__}: {_show(str(exc))})")
+                    f"({type(exc).__name__}: {show(str(exc))})")
     return check.report
-
-
-def _show(text: str) -> str:
-    """Printable form of a path or line: undecodable bytes and control characters escaped."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        text = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in text)
-    return text
-
-
-def _lines(text: str) -> list[str]:
-    lines = _LINE_BREAK.split(text)
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
 
 
 def _key(path: str) -> str:
@@ -157,8 +132,7 @@ class _BagCheck:
         self.workers = workers
         self.fast = fast
         self.report = BagReport(path=str(root), fast=fast)
-        self.version: tuple[int, int] | None = None
-        self.codec = "utf-8"
+        self.parser = TagFileParser(BagitDeclaration(), self, self._is_tag_file)
         self.real_root = os.path.realpath(root)
         self.payload: dict[str, tuple[int, str]] = {}   # "data/..." -> (size, path to open)
         self.refused: set[str] = set()                  # payload names already reported
@@ -166,20 +140,20 @@ class _BagCheck:
     # ---- reporting ------------------------------------------------------------------
 
     def error(self, code: str, message: str, target: str = "", **detail) -> None:
-        self.report.problems.append(Problem(code, message, _show(target), detail))
+        self.report.problems.append(Problem(code, message, show(target), detail))
 
     def warn(self, code: str, message: str, target: str = "", **detail) -> None:
-        self.report.warnings.append(Problem(code, message, _show(target), detail))
+        self.report.warnings.append(Problem(code, message, show(target), detail))
 
     @property
     def v1(self) -> bool:
-        return self.version is not None and self.version >= (1, 0)
+        return self.parser.declaration.v1
 
     # ---- the whole check ------------------------------------------------------------
 
     def run(self) -> None:
         if not self.root.is_dir():
-            self.error("not-a-directory", f"{_show(str(self.root))} is not a directory")
+            self.error("not-a-directory", f"{show(str(self.root))} is not a directory")
             return
         self._check_bagit_txt()
         self._walk_payload()
@@ -236,59 +210,10 @@ class _BagCheck:
         if raw is None:
             self.error("bagit-txt-missing", "bagit.txt is missing: not a bag", "bagit.txt")
             return
-        if raw.startswith(codecs.BOM_UTF8):
-            self.error("bagit-txt-bom", "bagit.txt starts with a byte-order mark", "bagit.txt")
-            raw = raw[len(codecs.BOM_UTF8):]
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            self.error("bagit-txt-encoding", f"bagit.txt is not UTF-8 ({exc.reason} at byte "
-                       f"{exc.start})", "bagit.txt")
-            return
-        lines = _lines(text)
-        first = lines[0] if lines else ""
-        m = re.fullmatch(r"BagIt-Version: (\d+)\.(\d+)", first)
-        if m:
-            self.version = (int(m.group(1)), int(m.group(2)))
-        else:
-            loose = re.fullmatch(r"\s*BagIt-Version\s*:\s*(.*?)\s*", first)
-            value = loose.group(1) if loose else None
-            if loose and re.fullmatch(r"\d+\.\d+", value):
-                self.version = tuple(int(x) for x in value.split("."))  # type: ignore[assignment]
-                self.error("bagit-txt-format", f"bagit.txt line 1 must be exactly "
-                           f"'BagIt-Version: M.N', found {_show(first)!r}", "bagit.txt")
-            elif loose:
-                self.error("version-invalid", f"bagit.txt declares an invalid BagIt-Version "
-                           f"{_show(value)!r} (expected M.N)", "bagit.txt")
-            else:
-                self.error("bagit-txt-format", "bagit.txt line 1 must be 'BagIt-Version: M.N', "
-                           f"found {_show(first)[:80]!r}", "bagit.txt")
-        if self.version is not None:
-            self.report.version = "{}.{}".format(*self.version)
-            if self.version not in SUPPORTED_VERSIONS:
-                self.error("version-unsupported", f"BagIt-Version {self.report.version} is not "
-                           "one of 0.93-0.97 or 1.0", "bagit.txt")
-        second = lines[1] if len(lines) > 1 else ""
-        m = re.fullmatch(r"Tag-File-Character-Encoding: (\S+)", second)
-        loose = m or re.fullmatch(r"\s*Tag-File-Character-Encoding\s*:\s*(\S+)\s*", second)
-        if not loose:
-            self.error("encoding-missing", "bagit.txt line 2 must be "
-                       "'Tag-File-Character-Encoding: ENCODING'", "bagit.txt")
-        else:
-            if not m:
-                self.error("bagit-txt-format", "bagit.txt line 2 must be exactly "
-                           f"'Tag-File-Character-Encoding: ENCODING', found {_show(second)!r}",
-                           "bagit.txt")
-            label = loose.group(1)
-            self.report.encoding = _show(label)
-            try:
-                self.codec = codecs.lookup(label).name
-            except LookupError:
-                self.error("encoding-unknown", f"unknown Tag-File-Character-Encoding "
-                           f"{_show(label)!r}", "bagit.txt")
-        if any(line.strip() for line in lines[2:]):
-            self.error("bagit-txt-format", "bagit.txt has lines after the two required ones",
-                       "bagit.txt")
+        declaration = parse_bagit_txt(raw, self)
+        self.report.version = declaration.version_label
+        self.report.encoding = declaration.encoding
+        self.parser = TagFileParser(declaration, self, self._is_tag_file)
 
     # ---- reading tag files safely ---------------------------------------------------
 
@@ -303,11 +228,11 @@ class _BagCheck:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            self.error("unreadable", f"cannot examine {_show(rel)}: {exc.strerror}", rel)
+            self.error("unreadable", f"cannot examine {show(rel)}: {exc.strerror}", rel)
             return None
         real = os.path.realpath(full)
         if not self._inside(real):
-            self.error("symlink-escapes", f"{_show(rel)} leads outside the bag; not followed",
+            self.error("symlink-escapes", f"{show(rel)} leads outside the bag; not followed",
                        rel)
             return None
         if stat.S_ISLNK(st.st_mode):
@@ -316,7 +241,7 @@ class _BagCheck:
             except OSError:
                 return None
         if not stat.S_ISREG(st.st_mode):
-            self.error("not-a-file", f"{_show(rel)} is not a regular file", rel)
+            self.error("not-a-file", f"{show(rel)} is not a regular file", rel)
             return None
         return real, st.st_size
 
@@ -337,78 +262,16 @@ class _BagCheck:
             finally:
                 os.close(fd)
         except OSError as exc:
-            self.error("unreadable", f"cannot read {_show(rel)}: {exc.strerror}", rel)
+            self.error("unreadable", f"cannot read {show(rel)}: {exc.strerror}", rel)
             return b""
         data = b"".join(chunks)
         if limit is not None and len(data) > limit:
-            self.error("tag-file-too-large", f"{_show(rel)} is larger than {limit} bytes", rel)
+            self.error("tag-file-too-large", f"{show(rel)} is larger than {limit} bytes", rel)
             return data[:limit]
         return data
 
-    def _decode(self, raw: bytes, name: str) -> str:
-        try:
-            text = raw.decode(self.codec)
-        except UnicodeDecodeError as exc:
-            self.error("tag-file-encoding", f"{name} is not valid {self.report.encoding} "
-                       f"({exc.reason} at byte {exc.start})", name)
-            text = raw.decode(self.codec, errors="replace")
-        if text.startswith("\ufeff"):
-            if self.codec == "utf-8":
-                self.warn("tag-file-bom", f"{name} starts with a byte-order mark", name)
-            text = text[1:]
-        return text
-
-    # ---- paths ----------------------------------------------------------------------
-
-    def _clean_path(self, raw: str, source: str, *, payload: bool) -> str | None:
-        """Bag-relative, '/'-separated name for a manifest or fetch path; None if refused."""
-        path = raw
-        if self.v1:  # RFC 8493 2.1.3: only CR, LF and % are percent-encoded in 1.0
-            path = _PERCENT.sub(lambda m: chr(int(m.group(1), 16)), path)
-        if path.startswith("*") and (payload or self._tag_file(path) is None):
-            self.warn("md5sum-binary-marker", f"{source}: leading '*' (md5sum binary mode) "
-                      f"ignored in {_show(raw)}", raw)
-            path = path[1:]
-        # Refused on every OS, Windows forms included: a bag is an interchange package and a
-        # path that escapes the bag anywhere is unsafe (R-PKG-1).
-        if "\x00" in path:
-            self.error("path-unsafe", f"{source}: path contains a NUL byte: {_show(raw)}", raw)
-            return None
-        if path.startswith("/") or _WINDOWS_ABSOLUTE.match(path):
-            self.error("path-absolute", f"{source}: absolute path {_show(raw)} points outside "
-                       "the bag", raw)
-            return None
-        if path.startswith("~") or _ENV_SHORTCUT.match(path):
-            self.error("path-unsafe", f"{source}: path {_show(raw)} uses a home-directory or "
-                       "environment shortcut that points outside the bag", raw)
-            return None
-        parts: list[str] = []
-        for part in path.split("/"):
-            if part in ("", "."):
-                continue
-            if part == "..":
-                if not parts:
-                    self.error("path-escapes", f"{source}: path {_show(raw)} escapes the bag",
-                               raw)
-                    return None
-                parts.pop()
-            else:
-                parts.append(part)
-        clean = "/".join(parts)
-        if not clean:
-            self.error("manifest-malformed", f"{source}: empty path in {_show(raw)!r}", raw)
-            return None
-        if clean != path:
-            code = "relative-path" if path == "./" + clean else "path-not-canonical"
-            self.warn(code, f"{source}: path {_show(raw)} is written as {_show(clean)}", raw)
-        if payload and not clean.startswith("data/"):
-            self.error("path-outside-payload", f"{source}: {_show(raw)} is not in the payload "
-                       "directory data/", raw)
-            return None
-        if "\\" in clean:
-            self.warn("path-not-portable", f"{source}: {_show(clean)} contains a backslash, a "
-                      "directory separator on Windows", clean)
-        return clean
+    def _is_tag_file(self, rel: str) -> bool:
+        return self._tag_file(rel) is not None
 
     # ---- payload directory ----------------------------------------------------------
 
@@ -429,7 +292,7 @@ class _BagCheck:
                 with os.scandir(directory) as it:
                     entries = list(it)
             except OSError as exc:
-                self.error("unreadable", f"cannot list {_show(rel_dir)}: {exc.strerror}",
+                self.error("unreadable", f"cannot list {show(rel_dir)}: {exc.strerror}",
                            rel_dir)
                 continue
             for entry in entries:
@@ -443,11 +306,11 @@ class _BagCheck:
                         self._payload_symlink(entry.path, rel)
                     else:
                         self.refused.add(rel)
-                        self.error("not-a-file", f"{_show(rel)} is not a regular file (device, "
+                        self.error("not-a-file", f"{show(rel)} is not a regular file (device, "
                                    "pipe or socket); not read", rel)
                 except OSError as exc:
                     self.refused.add(rel)
-                    self.error("unreadable", f"cannot examine {_show(rel)}: {exc.strerror}", rel)
+                    self.error("unreadable", f"cannot examine {show(rel)}: {exc.strerror}", rel)
         self.report.payload_files = len(payload)
         self.report.payload_bytes = sum(size for size, _ in payload.values())
 
@@ -455,16 +318,16 @@ class _BagCheck:
         real = os.path.realpath(full)
         self.refused.add(rel)
         if not self._inside(real):
-            self.error("symlink-escapes", f"{_show(rel)} is a symbolic link leading outside "
+            self.error("symlink-escapes", f"{show(rel)} is a symbolic link leading outside "
                        "the bag; not followed", rel)
         elif os.path.isdir(real):
-            self.error("symlink-directory", f"{_show(rel)} is a symbolic link to a directory; "
+            self.error("symlink-directory", f"{show(rel)} is a symbolic link to a directory; "
                        "not followed", rel)
         elif not os.path.isfile(real):
-            self.error("symlink-dangling", f"{_show(rel)} is a dangling symbolic link", rel)
+            self.error("symlink-dangling", f"{show(rel)} is a dangling symbolic link", rel)
         else:
             self.refused.discard(rel)
-            self.warn("symlink", f"{_show(rel)} is a symbolic link inside the bag", rel)
+            self.warn("symlink", f"{show(rel)} is a symbolic link inside the bag", rel)
             self.payload[rel] = (os.stat(real).st_size, real)
 
     # ---- manifests ------------------------------------------------------------------
@@ -481,52 +344,9 @@ class _BagCheck:
         raw = self._read_tag_file(name)
         if raw is None:
             return None
-        manifest = _Manifest(name, algorithm, hash_name)
-        entries = manifest.entries
-        text = self._decode(raw, name)
-        lines = _lines(text)
-        # Fast path: every line is 'checksum path' (one regex pass over the whole text).
-        pairs = _MANIFEST_LINES.findall(text if "\r" not in text else "\n".join(lines))
-        if len(pairs) != len(lines):
-            pairs = []
-            for lineno, line in enumerate(lines, 1):
-                m = _MANIFEST_LINE.fullmatch(line)
-                if m:
-                    pairs.append((m.group(1), m.group(2), lineno))
-                elif line.strip():
-                    self.error("manifest-malformed", f"{name} line {lineno} is not 'checksum "
-                               f"path': {_show(line)[:120]!r}", name)
-        else:
-            pairs = [(d, p, n) for n, (d, p) in enumerate(pairs, 1)]
-        if hex_len and pairs and not (
-                {len(d) for d, _, _ in pairs} == {hex_len}
-                and _HEX.fullmatch("".join(d for d, _, _ in pairs).lower())):
-            for digest, _, lineno in pairs:
-                if len(digest) != hex_len or not _HEX.fullmatch(digest.lower()):
-                    self.error("manifest-malformed", f"{name} line {lineno}: "
-                               f"{_show(digest)[:140]!r} is not a {algorithm} checksum", name)
-        needs_cleaning = _NEEDS_CLEANING.search
-        for digest, raw_path, lineno in pairs:
-            digest = digest.lower()
-            if raw_path.startswith("data/") and not needs_cleaning(raw_path):
-                path: str | None = raw_path  # already canonical: nothing to decode or refuse
-            else:
-                path = self._clean_path(raw_path, f"{name} line {lineno}", payload=not tag)
-                if path is None:
-                    continue
-            known = entries.get(path)
-            if known is None:
-                entries[path] = digest
-            elif known != digest:
-                self.error("duplicate-entry-conflict", f"{name} lists {_show(path)} more than "
-                           "once with different checksums", path)
-            elif self.v1:  # the suite files this under invalid for 1.0, a warning before
-                self.error("duplicate-entry", f"{name} lists {_show(path)} more than once",
-                           path)
-            else:
-                self.warn("duplicate-entry", f"{name} lists {_show(path)} more than once "
-                          "(same checksum)", path)
-        return manifest
+        text = self.parser.decode(raw, name)
+        entries = self.parser.manifest_entries(text, name, algorithm, hex_len, tag=tag)
+        return _Manifest(name, algorithm, hash_name, entries)
 
     def _match_payload(self, manifests: list[_Manifest], fetched: set[str]) -> dict[str, _Job]:
         """Completeness: every payload file in every manifest and every entry on disk."""
@@ -557,7 +377,7 @@ class _BagCheck:
                 kind = ("Unicode normalization" if len({unicodedata.normalize("NFC", p)
                                                         for p in group}) < len(group)
                         else "case")
-                self.warn("name-collision", f"{mf.name} lists {', '.join(map(_show, group))}, "
+                self.warn("name-collision", f"{mf.name} lists {', '.join(map(show, group))}, "
                           f"which differ only in {kind} and name one file on many file "
                           "systems", group[0])
             if mf.hash_name:
@@ -582,19 +402,19 @@ class _BagCheck:
                 disk = by_nfc.get(unicodedata.normalize("NFC", path))
                 if disk is not None and disk not in covered:
                     covered.add(disk)
-                    self.warn("normalization-mismatch", f"{mf.name} lists {_show(path)}, found "
-                              f"on disk only as {_show(disk)} (different Unicode normalization)",
+                    self.warn("normalization-mismatch", f"{mf.name} lists {show(path)}, found "
+                              f"on disk only as {show(disk)} (different Unicode normalization)",
                               path)
                     expect(disk, mf, digest, path)
                     continue
-                self.error("file-missing", f"{_show(path)} is listed in {mf.name} but is not in "
+                self.error("file-missing", f"{show(path)} is listed in {mf.name} but is not in "
                            "the bag", path)
             for path in unlisted:
                 if path not in covered:
-                    self.error("file-not-in-manifest", f"{_show(path)} is in the payload but not "
+                    self.error("file-not-in-manifest", f"{show(path)} is in the payload but not "
                                f"listed in {mf.name}", path)
         for path in sorted(specials):
-            self.warn("special-file", f"{_show(path)} is an operating-system file (Thumbs.db, "
+            self.warn("special-file", f"{show(path)} is an operating-system file (Thumbs.db, "
                       ".DS_Store ...) that is usually not meant to be preserved", path)
         return jobs
 
@@ -606,7 +426,7 @@ class _BagCheck:
                 if job is None:
                     found = self._tag_file(path)
                     if found is None:
-                        self.error("tag-file-missing", f"{_show(path)} is listed in {mf.name} "
+                        self.error("tag-file-missing", f"{show(path)} is listed in {mf.name} "
                                    "but is not in the bag", path)
                         continue
                     job = jobs[path] = _Job(path, found[0], found[1], set(), [])
@@ -618,40 +438,13 @@ class _BagCheck:
     # ---- bag-info.txt and fetch.txt -------------------------------------------------
 
     def _check_bag_info(self) -> tuple[int, int] | None:
-        name = "package-info.txt" if self.version == (0, 93) else "bag-info.txt"
+        version = self.parser.declaration.version
+        name = "package-info.txt" if version == (0, 93) else "bag-info.txt"
         raw = self._read_tag_file(name)
         if raw is None:
             return None
-        tags: list[list[str]] = []
-        for lineno, line in enumerate(_lines(self._decode(raw, name)), 1):
-            if not line.strip():
-                continue
-            if line[0] in " \t":
-                if tags:  # continuation line (RFC 8493 2.2.2)
-                    tags[-1][1] += " " + line.strip()
-                else:
-                    self.error("bag-info-malformed", f"{name} line {lineno} continues nothing",
-                               name)
-                continue
-            label, sep, value = line.partition(":")
-            if not sep or not label.strip():
-                self.error("bag-info-malformed", f"{name} line {lineno} is not 'Label: value':"
-                           f" {_show(line)[:120]!r}", name)
-                continue
-            tags.append([label.strip(), value.strip()])  # repeated labels are allowed
-        oxums = {value for label, value in tags if label.lower() == "payload-oxum"}
-        if len(oxums) > 1:
-            self.error("oxum-conflict", f"{name} has conflicting Payload-Oxum values", name)
-            return None
-        if not oxums:
-            return None
-        value = oxums.pop()
-        m = _OXUM.fullmatch(value)
-        if not m:
-            self.error("oxum-malformed", f"Payload-Oxum {_show(value)!r} is not "
-                       "'octets.streams'", name)
-            return None
-        return int(m.group(1)), int(m.group(2))
+        tags = self.parser.bag_info(self.parser.decode(raw, name), name)
+        return self.parser.payload_oxum(tags, name)
 
     def _check_oxum(self, oxum: tuple[int, int] | None) -> None:
         if oxum is None:
@@ -668,37 +461,18 @@ class _BagCheck:
         if raw is None:
             return {}
         fetched: dict[str, str] = {}
-        for lineno, line in enumerate(_lines(self._decode(raw, "fetch.txt")), 1):
-            if not line.strip():
-                continue
-            source = f"fetch.txt line {lineno}"
-            m = _FETCH_LINE.fullmatch(line)
-            if not m or not (m.group(2) == "-" or m.group(2).isdigit()):
-                self.error("fetch-malformed", f"{source} is not 'url length path': "
-                           f"{_show(line)[:120]!r}", "fetch.txt")
-                continue
-            url, length, raw_path = m.groups()
-            try:
-                parts = urlsplit(url)
-                ok = bool(parts.scheme and (parts.netloc or parts.scheme == "file"))
-            except ValueError:
-                ok = False
-            if not ok:
-                self.error("fetch-malformed", f"{source}: malformed URL {_show(url)!r}",
-                           "fetch.txt")
-            path = self._clean_path(raw_path, source, payload=True)
-            if path is None:
-                continue
+        text = self.parser.decode(raw, "fetch.txt")
+        for source, length, path in self.parser.fetch_entries(text):
             fetched[path] = length
             missing_from = [mf.name for mf in manifests if path not in mf.entries]
             if missing_from:
-                self.error("fetch-not-in-manifest", f"{source}: {_show(path)} is not listed in "
+                self.error("fetch-not-in-manifest", f"{source}: {show(path)} is not listed in "
                            f"{', '.join(missing_from)}", path)
             if path not in self.payload:
-                self.error("not-fetched", f"{_show(path)} is listed in fetch.txt but has not "
+                self.error("not-fetched", f"{show(path)} is listed in fetch.txt but has not "
                            "been fetched (validation never fetches)", path)
             elif length != "-" and int(length) != self.payload[path][0]:
-                self.error("fetch-length-mismatch", f"{source}: {_show(path)} should be "
+                self.error("fetch-length-mismatch", f"{source}: {show(path)} should be "
                            f"{length} bytes, is {self.payload[path][0]}", path)
         self.report.fetch_entries = len(fetched)
         return fetched
@@ -724,12 +498,12 @@ class _BagCheck:
         results.sort(key=lambda r: r[0].path)
         for job, digests, failure in results:
             if failure is not None:
-                self.error("unreadable", f"cannot read {_show(job.path)}: {failure}", job.path)
+                self.error("unreadable", f"cannot read {show(job.path)}: {failure}", job.path)
                 continue
             for algorithm, expected, manifest, entry in job.expected:
                 found = digests[algorithm]
                 if found != expected:
-                    self.error("checksum-mismatch", f"{_show(entry)}: {algorithm} checksum in "
+                    self.error("checksum-mismatch", f"{show(entry)}: {algorithm} checksum in "
                                f"{manifest} does not match the file", entry,
                                algorithm=algorithm, expected=expected, found=found)
 

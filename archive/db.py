@@ -23,7 +23,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive.errors import ArchiveError, ConfigError, NotInitialised
+from archive.errors import ArchiveError, ConfigError, DatabaseUnavailable, NotInitialised
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -31,17 +31,6 @@ NOT_INITIALISED = "catalog not initialised or out of date: run `archive init`"
 
 # Execution option read by the SQLite "begin" hook: which BEGIN to emit.
 _BEGIN_OPTION = "archive_sqlite_begin"
-
-
-class DatabaseUnavailable(ArchiveError):
-    """The catalog database cannot be reached (server down, bad URL, unreadable file)."""
-
-    exit_code = 2
-
-    def __init__(self, url: str, reason: str):
-        self.url = url
-        self.reason = reason
-        super().__init__(f"catalog database unavailable ({url}): {reason}")
 
 
 def safe_url(url: str) -> str:

@@ -62,6 +62,14 @@ class MetadataInvalid(InputError):
         return d
 
 
+class AipSpecInvalid(InputError):
+    """The package description cannot make a valid AIP; every problem is listed."""
+
+    def __init__(self, problems: list[FieldProblem]):
+        self.problems = problems
+        super().__init__("cannot build AIP:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
 class NotFound(InputError):
     """A named thing (record, agent, package) does not exist in the catalog."""
 
@@ -93,6 +101,20 @@ class AccessDenied(Refused):
     def __init__(self, principal: str, action: str, target: str, reason: str):
         self.denial = _Denial(principal, action, target, reason)
         super().__init__(f"{principal} may not {action} {target}: {reason}")
+
+
+# ---- catalog database ---------------------------------------------------------------
+
+
+class DatabaseUnavailable(ArchiveError):
+    """The catalog database cannot be reached (server down, bad URL, unreadable file)."""
+
+    exit_code = 2
+
+    def __init__(self, url: str, reason: str):
+        self.url = url
+        self.reason = reason
+        super().__init__(f"catalog database unavailable ({url}): {reason}")
 
 
 # ---- storage ------------------------------------------------------------------------
@@ -172,3 +194,12 @@ class Problem:
         if self.detail:
             d["detail"] = self.detail
         return d
+
+
+class UnsafeBag(IntegrityError):
+    """A serialised bag is hostile or broken (R-PKG-1): refused, never extracted."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("unsafe or invalid bag:\n"
+                         + "\n".join(f"  - {p.target}: {p.message}" for p in problems))

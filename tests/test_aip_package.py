@@ -24,22 +24,22 @@ from lxml import etree
 
 from archive.bag import (
     AipSpec,
-    AipSpecInvalid,
     BagMember,
     PayloadFile,
     PremisAgent,
     PremisEvent,
-    UnsafeBag,
     build_aip,
+    payload_paths,
+    safe_payload_name,
+)
+from archive.bag_inspection import (
     extract_record_json,
     inspect_bag,
     member_problem,
-    payload_paths,
     read_member_index,
-    safe_payload_name,
 )
 from archive.digests import CHUNK, hash_bytes
-from archive.errors import FixityMismatch, SizeMismatch
+from archive.errors import AipSpecInvalid, FixityMismatch, SizeMismatch, UnsafeBag
 from archive.mets import build_mets
 from archive.premis import build_premis
 

@@ -12,7 +12,6 @@ from sqlalchemy.exc import DBAPIError, StatementError
 
 from archive.db import (
     Catalog,
-    DatabaseUnavailable,
     current_revision,
     head_revision,
     make_engine,
@@ -21,7 +20,7 @@ from archive.db import (
     unit_of_work,
     upgrade,
 )
-from archive.errors import ConfigError, NotInitialised
+from archive.errors import ConfigError, DatabaseUnavailable, NotInitialised
 from archive.models import (
     Agent,
     AuditEntry,
