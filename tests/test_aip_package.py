@@ -42,6 +42,7 @@ from archive.digests import CHUNK, hash_bytes
 from archive.errors import AipSpecInvalid, FixityMismatch, SizeMismatch, UnsafeBag
 from archive.mets import build_mets
 from archive.premis import build_premis
+from tests.xml_schemas import validate_xml
 
 ALGORITHMS = ("sha256", "sha512")
 RECORD_ID = "0b7e3f5c-3a41-4c1e-9d55-6f7a2b9c8d10"
@@ -64,50 +65,6 @@ PDF = b"%PDF-1.7\n% t\xe1\xba\xa1o b\xe1\xbb\x9fi\n" + bytes(range(256)) * 9 + b
 
 
 # ---- fixtures --------------------------------------------------------------------------
-
-
-class _CatalogResolver(etree.Resolver):
-    """Maps the loc.gov schema locations to local files, as catalog.xml says."""
-
-    def __init__(self, catalog: Path):
-        super().__init__()
-        self.base = catalog.parent
-        self.mapping: dict[str, Path] = {}
-        self.unmapped: list[str] = []
-        for entry in etree.parse(str(catalog), etree.XMLParser(no_network=True)).getroot():
-            name = entry.get("name") or entry.get("systemId")
-            if name and entry.get("uri"):
-                self.mapping[name] = (self.base / entry.get("uri")).resolve()
-
-    def resolve(self, url, pubid, context):
-        if url in self.mapping:
-            return self.resolve_filename(str(self.mapping[url]), context)
-        if not Path(url).resolve().is_relative_to(self.base.resolve()):
-            self.unmapped.append(url)
-        return None
-
-
-@pytest.fixture(scope="session")
-def schemas(conformance_dir: Path) -> dict:
-    base = conformance_dir / "xml-schemas"
-    resolver = _CatalogResolver(base / "catalog.xml")
-    parser = etree.XMLParser(no_network=True, resolve_entities=False)
-    parser.resolvers.add(resolver)
-
-    def load(relative: str) -> etree.XMLSchema:
-        return etree.XMLSchema(etree.parse(str(base / relative), parser))
-
-    loaded = {"mets": load("mets/1.12.1/mets.xsd"), "premis": load("premis/v3/premis-v3-0.xsd"),
-              "examples": base / "examples"}
-    assert resolver.unmapped == [], f"schema asked for unmapped locations {resolver.unmapped}"
-    return loaded
-
-
-def _validate(schema: etree.XMLSchema, data: bytes) -> list[str]:
-    doc = etree.parse(io.BytesIO(data), etree.XMLParser(no_network=True,
-                                                        resolve_entities=False))
-    schema.validate(doc)
-    return [f"{e.line}: {e.message}" for e in schema.error_log]
 
 
 def _payload(directory: Path, name: str, data: bytes, role: str = "original",
@@ -184,7 +141,7 @@ def spec(request) -> AipSpec:
 
 def test_premis_is_valid_premis_3(spec: AipSpec, schemas: dict):
     data = build_premis(spec)
-    assert _validate(schemas["premis"], data) == []
+    assert validate_xml(schemas["premis"], data) == []
     doc = etree.fromstring(data)
     ns = {"p": "http://www.loc.gov/premis/v3"}
     assert doc.get("version") == "3.0"
@@ -198,7 +155,7 @@ def test_premis_is_valid_premis_3(spec: AipSpec, schemas: dict):
 
 def test_mets_is_valid_mets_1_12_1(spec: AipSpec, schemas: dict):
     data = build_mets(spec, (10, hash_bytes(b"premis")), (20, hash_bytes(b"json")))
-    assert _validate(schemas["mets"], data) == []
+    assert validate_xml(schemas["mets"], data) == []
     doc = etree.fromstring(data)
     ns = {"m": "http://www.loc.gov/METS/", "x": "http://www.w3.org/1999/xlink"}
     assert doc.get("OBJID") == RECORD_ID and doc.get("TYPE") == "Quyết định"
@@ -211,8 +168,8 @@ def test_mets_is_valid_mets_1_12_1(spec: AipSpec, schemas: dict):
 def test_metadata_inside_the_built_aip_is_schema_valid(spec, schemas, tmp_path):
     built = build_aip(spec, tmp_path / "staging")
     data = _members_bytes(built.path, built.members)
-    assert _validate(schemas["mets"], data["data/METS.xml"]) == []
-    assert _validate(schemas["premis"], data["data/metadata/preservation/premis.xml"]) == []
+    assert validate_xml(schemas["mets"], data["data/METS.xml"]) == []
+    assert validate_xml(schemas["premis"], data["data/metadata/preservation/premis.xml"]) == []
     record = json.loads(data["data/metadata/descriptive/record.json"].decode("utf-8"))
     assert record == METADATA  # Vietnamese text round-trips
     mets = etree.fromstring(data["data/METS.xml"])
@@ -224,13 +181,14 @@ def test_metadata_inside_the_built_aip_is_schema_valid(spec, schemas, tmp_path):
 def test_validator_catches_broken_documents(schemas: dict, one_file: AipSpec):
     premis_dir = schemas["examples"] / "premis3"
     # The official example 2 is invalid (empty *Extension elements); example 1 is valid.
-    assert _validate(schemas["premis"], (premis_dir / "PREMIS_3_example_1.xml").read_bytes()) == []
-    assert _validate(schemas["premis"], (premis_dir / "PREMIS_3_example_2.xml").read_bytes())
+    example_1 = (premis_dir / "PREMIS_3_example_1.xml").read_bytes()
+    assert validate_xml(schemas["premis"], example_1) == []
+    assert validate_xml(schemas["premis"], (premis_dir / "PREMIS_3_example_2.xml").read_bytes())
     # And our own METS, once a required attribute is removed.
     mets = etree.fromstring(build_mets(one_file, (1, hash_bytes(b"p")), (1, hash_bytes(b"j"))))
     flocat = mets.find(".//{http://www.loc.gov/METS/}FLocat")
     del flocat.attrib["LOCTYPE"]
-    assert _validate(schemas["mets"], etree.tostring(mets))
+    assert validate_xml(schemas["mets"], etree.tostring(mets))
 
 
 # ---- the serialised bag ----------------------------------------------------------------

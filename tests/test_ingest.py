@@ -11,7 +11,7 @@ import tarfile
 import pytest
 
 from tests.conftest import ORG2, sample_metadata
-from tests.test_aip_package import _validate, schemas  # noqa: F401 - shared schema fixture
+from tests.xml_schemas import validate_xml
 
 
 def _objects(aenv) -> list[str]:
@@ -93,9 +93,9 @@ def test_stored_aip_is_a_valid_bag_with_the_original_bytes(archive_env, tmp_path
     record = json.loads((bag / "data/metadata/descriptive/record.json").read_text("utf-8"))
     assert record["number_symbol"] == "12-QĐ/TU"
     # The stored AIP's METS and PREMIS are schema-valid (offline, shipped schemas).
-    assert _validate(schemas["mets"], (bag / "data/METS.xml").read_bytes()) == []
+    assert validate_xml(schemas["mets"], (bag / "data/METS.xml").read_bytes()) == []
     premis = (bag / "data/metadata/preservation/premis.xml").read_bytes()
-    assert _validate(schemas["premis"], premis) == []
+    assert validate_xml(schemas["premis"], premis) == []
     assert record_id.encode() in premis and b"ingestion" in premis
 
 
