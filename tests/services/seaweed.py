@@ -86,6 +86,10 @@ def _command(binary: str, root: Path, ports: list[int], config: Path) -> list[st
         "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
         "-s3.allowDeleteBucketNotEmpty=false", "-s3.autoCreateBucket=false",
+        # Every bucket is a collection with volumes of its own; the suite makes ~100
+        # buckets, so allow many small volumes (the auto limit runs out: "No writable
+        # volumes and no free volumes left").
+        "-volume.max=3000", "-master.volumeSizeLimitMB=64",
         f"-s3.config={config}",
         f"-filer.localSocket={root / 'filer.sock'}", f"-s3.localSocket={root / 's3.sock'}",
     ]
