@@ -165,6 +165,9 @@ class StoredFile(Base):
     format_puid: Mapped[str | None] = mapped_column(String(32))
     mime_type: Mapped[str | None] = mapped_column(String(100))
     original_name: Mapped[str | None] = mapped_column(String(1000))
+    # R-CLASS-1: for a file encrypted at rest, how (algorithm, key id, nonce ...);
+    # digests above are then of the stored ciphertext. None for plain files.
+    encryption: Mapped[dict | None] = mapped_column(JSON)
 
     package: Mapped[PackageVersion] = relationship(back_populates="files")
 
@@ -215,3 +218,94 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Certificate(Base):
+    """An X.509 certificate bound to one agent (R-ID-1, R-SIG-3).
+
+    Which signature on a document is the person's and which the organisation's is
+    decided by this binding, never by signature field names. A revocation recorded
+    here takes effect in every later validation.
+    """
+
+    __tablename__ = "certificates"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # SHA-256 of the DER
+    subject: Mapped[str] = mapped_column(String(1000))
+    issuer: Mapped[str] = mapped_column(String(1000))
+    serial: Mapped[str] = mapped_column(String(100))  # hex
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    not_after: Mapped[datetime] = mapped_column(UTCDateTime)
+    pem: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revocation_reason: Mapped[str | None] = mapped_column(String(500))
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    bound_by: Mapped[str] = mapped_column(String(200))
+
+    agent: Mapped[Agent] = relationship()
+
+    __table_args__ = (Index("ix_certificates_issuer_serial", "issuer", "serial"),)
+
+
+class SigningAuthority(Base):
+    """A person's authority to sign for an organisation, over a period (R-SIG-1, R-SIG-3).
+
+    A person is a registered signer of an organisation at time T when a row covers T;
+    leaving a position closes the period (``valid_until``), it never deletes the row.
+    """
+
+    __tablename__ = "signing_authorities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    position: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    basis: Mapped[str | None] = mapped_column(String(500))  # decision appointing / ending
+
+    person: Mapped[Agent] = relationship(foreign_keys=[person_id])
+    organisation: Mapped[Agent] = relationship(foreign_keys=[organisation_id])
+
+
+class Submission(Base):
+    """A received submission that was refused, with its return-to-sender report (R-SIG-2).
+
+    The report (JSON, machine-readable) is also stored in the object store under
+    ``reports/<id>.json``; the refused file itself is not archived.
+    """
+
+    __tablename__ = "submissions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source_name: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sender_org: Mapped[str | None] = mapped_column(String(64))
+    clerk: Mapped[str] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))  # refused
+    reason: Mapped[str] = mapped_column(Text)
+    report: Mapped[dict] = mapped_column(JSON)
+    report_key: Mapped[str | None] = mapped_column(String(500))
+
+
+class Notification(Base):
+    """A notification to an agent or a user (refusals now; revocations in #5)."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recipient: Mapped[str] = mapped_column(String(200))  # agent identifier or principal
+    kind: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    related: Mapped[str | None] = mapped_column(String(200))  # e.g. submission:<id>
+    channel: Mapped[str] = mapped_column(String(32), default="recorded")
+    status: Mapped[str] = mapped_column(String(16), default="recorded")  # recorded|sent|failed

@@ -55,11 +55,29 @@ def test_upgrade_sets_revision_and_genesis_head(catalog_url):
             require_current(engine)
         upgrade(catalog_url)
         upgrade(catalog_url)  # idempotent
-        assert current_revision(catalog_url) == head_revision() == "0001"
+        assert current_revision(catalog_url) == head_revision() == "0002"
         require_current(engine)
         with unit_of_work(session_factory(engine)) as session:
             head = session.get(AuditHead, 1)
             assert (head.seq, head.entry_hash) == (0, "0" * 64)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_data(catalog_url):
+    """An archive initialised by an older version is migrated in place by `archive init`."""
+    upgrade(catalog_url, "0001")
+    engine = make_engine(catalog_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO agents (kind, identifier, name, status, created_at) "
+                              "VALUES ('organisation', '000.00.00.H41', 'VP', 'active', "
+                              "'2025-01-01 00:00:00+00:00')"))
+        upgrade(catalog_url)
+        assert current_revision(catalog_url) == head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT name FROM agents")).scalar() == "VP"
+            assert conn.execute(text("SELECT count(*) FROM certificates")).scalar() == 0
     finally:
         engine.dispose()
 
