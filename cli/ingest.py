@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -28,19 +30,26 @@ def _expand(paths: tuple[Path, ...]) -> list[Path]:
 @click.option("--metadata", "metadata_file", type=click.Path(path_type=Path),
               help="Descriptive metadata JSON (only with a single file). Default: the "
                    "sidecar <file>.json next to each file.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Parallel ingest processes (default: every core when there are several "
+                   "files).")
 @json_option
 @handle_errors
-def ingest(paths: tuple[Path, ...], metadata_file: Path | None, as_json: bool) -> None:
+def ingest(paths: tuple[Path, ...], metadata_file: Path | None, workers: int | None,
+           as_json: bool) -> None:
     """Archive documents: check metadata (R-META-1), identify the format (PRONOM), build
     the BagIt AIP with METS/PREMIS, store it, verify it, then register it.
 
-    The same file ingested twice is reported as a duplicate and not stored again.
-    Exit 0 when every file is archived or already was; 2 for bad input (missing
-    file, invalid metadata: every bad field is listed); 3 when a rule refuses a file.
+    A folder is ingested file by file over all cores with a progress bar; it is safe to
+    interrupt and run again: files already archived are reported as duplicates, not
+    stored twice. Exit 0 when every file is archived or already was; 2 for bad input
+    (missing file, invalid metadata: every bad field is listed); 3 when a rule refuses
+    a file (the worst outcome wins).
     """
-    from archive.errors import ArchiveError, InputError
+    from archive.errors import InputError
     from archive.principal import Principal
-    from ingest.services import IngestService, load_sidecar
+    from ingest.bulk import ingest_one, run_bulk
+    from ingest.services import IngestService
 
     files = _expand(paths)
     if metadata_file is not None and len(files) != 1:
@@ -48,43 +57,65 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, as_json: bool) -
                          "<file>.json files for several")
     if not files:
         raise InputError("no files to ingest")
-    instance = click.get_current_context().obj.instance
-    service = IngestService(instance.settings, instance.catalog, instance.store,
-                            principal=Principal.cli_operator())
-    results: list[dict] = []
-    worst = 0
+    ctx = click.get_current_context().obj
+    instance = ctx.instance
+    principal = Principal.cli_operator()
+    workers = workers or (min(os.cpu_count() or 1, len(files)) if len(files) > 1 else 1)
     show_bar = len(files) > 1 and not as_json
-    with click.progressbar(files, label="ingesting", file=sys.stderr,
-                           show_pos=True) if show_bar else _nullbar(files) as bar:
-        for path in bar:
-            try:
-                meta, source = load_sidecar(path, metadata_file)
-                result = service.ingest(path, meta, source).to_dict()
-            except ArchiveError as exc:
-                result = {"source": str(path), "status": "refused" if exc.exit_code == 3
-                          else "failed", **exc.to_dict()}
-                worst = max(worst, exc.exit_code, key=_severity)
-            results.append(result)
+    start = time.monotonic()
+    seen = {"n": 0, "refused": 0}
+
+    with (click.progressbar(length=len(files), label="ingesting", file=sys.stderr,
+                            show_pos=True, show_eta=True) if show_bar
+          else _NullBar()) as bar:
+
+        def on_result(result: dict) -> None:
+            seen["n"] += 1
+            seen["refused"] += result["status"] in ("refused", "failed")
+            rate = seen["n"] / max(time.monotonic() - start, 1e-6)
+            bar.label = f"ingesting ({rate:.1f} files/s, {seen['refused']} not archived)"
+            bar.update(1)
             if not as_json and not show_bar:
                 _print_result(result)
+
+        if workers == 1:
+            service = IngestService(instance.settings, instance.catalog, instance.store,
+                                    principal=principal)
+            from ingest.bulk import BulkSummary
+
+            summary = BulkSummary()
+            try:
+                for path in files:
+                    result = ingest_one(service, path, metadata_file)
+                    summary.results.append(result)
+                    on_result(result)
+            except KeyboardInterrupt:
+                summary.interrupted = True
+        else:
+            summary = run_bulk(files, workers=workers, principal=principal,
+                               config_file=ctx.config_file, on_result=on_result)
+
     warning = instance.checkpoint_after_command()
     if warning:
         click.echo(f"warning: {warning}", err=True)
-    summary = {s: sum(1 for r in results if r["status"] == s)
-               for s in ("archived", "duplicate", "refused", "failed")}
+    counts = summary.counts()
+    elapsed = time.monotonic() - start
     if as_json:
-        emit({"summary": summary, "results": results}, True)
+        emit({"summary": counts, "interrupted": summary.interrupted,
+              "elapsed_seconds": round(elapsed, 3), "workers": workers,
+              "results": summary.results}, True)
     else:
         if show_bar:
-            for r in results:
-                _print_result(r)
-        click.echo("summary: " + ", ".join(f"{v} {k}" for k, v in summary.items()))
-    sys.exit(worst)
-
-
-def _severity(code: int) -> int:
-    # refused (3) outranks bad input (2) outranks a failed check (1)
-    return {0: 0, 1: 1, 2: 2, 3: 3}.get(code, 1)
+            for r in summary.results:
+                if r["status"] not in ("archived", "duplicate"):
+                    _print_result(r)
+            _print_table(counts, len(files), elapsed)
+        else:
+            click.echo("summary: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        if summary.interrupted:
+            click.echo("interrupted: run the same command again to finish; archived files "
+                       "will be skipped", err=True)
+    sys.exit(130 if summary.interrupted else summary.exit_code)
 
 
 def _print_result(r: dict) -> None:
@@ -96,15 +127,25 @@ def _print_result(r: dict) -> None:
         click.echo(f"{r['status']}: {r['source']}: {r.get('message', '')}", err=True)
 
 
-class _nullbar:
-    def __init__(self, items):
-        self.items = items
+def _print_table(counts: dict, total: int, elapsed: float) -> None:
+    click.echo(f"{'outcome':<12}{'files':>8}")
+    for key, value in counts.items():
+        click.echo(f"{key:<12}{value:>8}")
+    click.echo(f"{'total':<12}{total:>8}   in {elapsed:.1f} s "
+               f"({total / max(elapsed, 1e-6):.1f} files/s)")
+
+
+class _NullBar:
+    label = ""
 
     def __enter__(self):
-        return self.items
+        return self
 
     def __exit__(self, *exc):
         return False
+
+    def update(self, n: int) -> None:
+        pass
 
 
 COMMANDS = [ingest]
