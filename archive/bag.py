@@ -38,7 +38,7 @@ import tarfile
 import tempfile
 import unicodedata
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +62,7 @@ _NAME_BYTES = 200  # room under the 255-byte file name limit of common filesyste
 _UNSAFE_CHARS = frozenset('/\\%<>:"|?*')
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 _WINDOWS_RESERVED = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9]|LPT[0-9])(\..*)?", re.IGNORECASE)
+TAG_EXTRA_DIR = "tags"  # tag directory for extra tag files (archive timestamps ...)
 ROLE_NAME = re.compile(r"[a-z][a-z0-9-]{0,15}")  # a payload role (METS fileGrp USE)
 _BAG_INFO_ORDER = ("Bagging-Date", "Payload-Oxum", "External-Identifier",
                    "Source-Organization", "Bag-Software-Agent", "Bag-Size",
@@ -328,12 +329,19 @@ def _padded(size: int) -> int:
 
 
 def build_aip(spec: AipSpec, staging_dir: Path, *,
-              verify_payload_digests: bool = False) -> BuiltAip:
+              verify_payload_digests: bool = False,
+              seal_manifests: Callable[[dict[str, bytes]], dict[str, bytes]] | None = None,
+              ) -> BuiltAip:
     """Write the AIP of ``spec`` as one tar in ``staging_dir`` and index its members.
 
     Payload sources are streamed once; a size that differs from the spec raises
     SizeMismatch (and with ``verify_payload_digests`` a digest that differs raises
     FixityMismatch). On any error the partial file is removed.
+
+    ``seal_manifests`` (R-TS-1) is called with the finished payload manifests
+    (``{"manifest-sha256.txt": bytes, ...}``) and returns extra tag files, e.g. an
+    RFC 3161 timestamp token over the manifest; they are written into the bag and
+    covered by the tag manifests.
     """
     problems = _check_spec(spec)
     if problems:
@@ -357,6 +365,14 @@ def build_aip(spec: AipSpec, staging_dir: Path, *,
             "bag-info.txt": _bag_info(spec, payload_bytes, len(payload))}
     for algorithm in algorithms:
         tags[f"manifest-{algorithm}.txt"] = _manifest(payload, algorithm)
+    if seal_manifests is not None:
+        manifests = {k: v for k, v in tags.items() if k.startswith("manifest-")}
+        for name, data in seal_manifests(manifests).items():
+            if name in tags or not name.startswith(TAG_EXTRA_DIR + "/") \
+                    or ".." in name.split("/"):
+                raise AipSpecInvalid([FieldProblem("seal_manifests",
+                                                   f"unusable tag file name {name!r}")])
+            tags[name] = data
     tag_digests = {path: hash_bytes(data, algorithms) for path, data in tags.items()}
     for algorithm in algorithms:
         tags[f"tagmanifest-{algorithm}.txt"] = _manifest(tag_digests, algorithm)

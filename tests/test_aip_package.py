@@ -232,6 +232,29 @@ def test_extracted_bag_is_valid_bagit(spec: AipSpec, tmp_path: Path):
         assert (bag_dir / pf.bag_path).read_bytes() == pf.source.read_bytes()
 
 
+def test_sealed_manifest_tag_file_is_covered_by_tag_manifests(one_file: AipSpec,
+                                                              tmp_path: Path):
+    """R-TS-1: a token over the payload manifest travels in the bag as a tag file."""
+    seen = {}
+
+    def seal(manifests: dict[str, bytes]) -> dict[str, bytes]:
+        seen.update(manifests)
+        return {"tags/timestamps/manifest-sha256.txt.tsr":
+                b"TOKEN:" + hashlib.sha256(manifests["manifest-sha256.txt"]).digest()}
+
+    built = build_aip(one_file, tmp_path / "staging", seal_manifests=seal)
+    assert set(seen) == {"manifest-sha256.txt", "manifest-sha512.txt"}
+    bag_dir = _safe_extract(built.path, tmp_path / "out")
+    bagit.Bag(str(bag_dir)).validate()
+    token = (bag_dir / "tags/timestamps/manifest-sha256.txt.tsr").read_bytes()
+    manifest = (bag_dir / "manifest-sha256.txt").read_bytes()
+    assert token == b"TOKEN:" + hashlib.sha256(manifest).digest()
+    assert b"tags/timestamps/manifest-sha256.txt.tsr" in (
+        bag_dir / "tagmanifest-sha256.txt").read_bytes()
+    with pytest.raises(AipSpecInvalid, match="unusable tag file name"):
+        build_aip(one_file, tmp_path / "s2", seal_manifests=lambda m: {"../evil": b"x"})
+
+
 def test_member_offsets_give_exact_bytes_and_object_digests(spec: AipSpec, tmp_path: Path):
     built = build_aip(spec, tmp_path / "staging")
     blob = built.path.read_bytes()
