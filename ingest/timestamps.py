@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+import aiohttp
 from asn1crypto import cms, tsp
 from asn1crypto import x509 as asn1_x509
 from pyhanko.sign.timestamps import DummyTimeStamper, HTTPTimeStamper, TimestampRequestError
@@ -61,7 +62,7 @@ class _PyHankoTimestamper:
         digest = hashlib.new(DIGEST, data).digest()
         try:
             token = asyncio.run(self._stamper.async_timestamp(digest, DIGEST))
-        except (TimeoutError, TimestampRequestError, OSError) as exc:
+        except (TimeoutError, TimestampRequestError, OSError, aiohttp.ClientError) as exc:
             raise TimestampUnavailable(f"timestamp authority {self.name} failed: {exc}") \
                 from exc
         return token.dump()

@@ -82,3 +82,12 @@ def test_untrusted_tsa_is_reported(tsa):
 def test_garbage_token_is_refused():
     with pytest.raises(IntegrityError, match="not an RFC 3161"):
         verify_token(b"\x30\x03\x02\x01\x01", b"x", [])
+
+
+def test_unreachable_tsa_is_a_clear_error():
+    from ingest.timestamps import HttpTimestamper, TimestampUnavailable
+    from tests.services.common import free_port
+
+    stamper = HttpTimestamper(f"http://127.0.0.1:{free_port()}/tsa", timeout=2)
+    with pytest.raises(TimestampUnavailable, match="timestamp authority"):
+        stamper.timestamp(b"x")
