@@ -87,6 +87,20 @@ class Refused(ArchiveError):
     exit_code = 3
 
 
+class SubmissionRefused(Refused):
+    """A submission was not archived; its return-to-sender report is stored (R-SIG-2)."""
+
+    def __init__(self, message: str, submission_id: str, report: dict):
+        self.submission_id = submission_id
+        self.report = report
+        super().__init__(message)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(submission_id=self.submission_id, report=self.report)
+        return d
+
+
 @dataclass
 class _Denial:
     principal: str

@@ -27,7 +27,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 
 # Each area owns one module exposing ``COMMANDS`` (click commands or groups).
 _COMMAND_MODULES = ("cli.admin", "cli.bag", "cli.ingest", "cli.records", "cli.fixity",
-                    "cli.storage", "cli.audit", "cli.agents")
+                    "cli.storage", "cli.audit", "cli.agents", "cli.submissions")
 
 
 def _register() -> None:

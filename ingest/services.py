@@ -26,14 +26,21 @@ from archive import audit
 from archive.bag import AipSpec, PayloadFile, PremisAgent, PremisEvent, build_aip, safe_payload_name
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
-from archive.digests import HashingWriter
-from archive.errors import ArchiveError, InputError, IntegrityError, ObjectExists, Refused
+from archive.digests import HashingWriter, hash_stream
+from archive.errors import (
+    ArchiveError,
+    InputError,
+    IntegrityError,
+    ObjectExists,
+    SubmissionRefused,
+)
 from archive.fixity import verify_stored_object
 from archive.metadata import DescriptiveMetadata, retention_until, validate_metadata
 from archive.models import Agent, Event, PackageVersion, Record, StoredFile
 from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
+from archive.submissions import record_refusal
 from ingest.formats import FormatId, identify
 
 SOFTWARE = "kho-luu-tru-so archive 0.1"
@@ -104,7 +111,8 @@ class IngestService:
             # R-CLASS-1: classified content must be encrypted at rest; until the
             # encryption service exists the archive refuses it rather than store plaintext.
             self._refuse(path, "classified documents need at-rest encryption, which this "
-                               "archive version does not yet provide (R-CLASS-1)")
+                               "archive version does not yet provide (R-CLASS-1)",
+                         sender_org=meta.issuing_org)
 
         staging = self.settings.staging_dir / f"ingest-{uuid.uuid4().hex}"
         staging.mkdir(parents=True, exist_ok=False)
@@ -148,7 +156,10 @@ class IngestService:
         if fmt.mime_type not in self.settings.ingest.accepted_mime_types:
             self._refuse(path, f"format {fmt.name or 'unknown'} ({fmt.puid or 'no PRONOM id'})"
                                " is not accepted; accepted: "
-                               + ", ".join(self.settings.ingest.accepted_mime_types))
+                               + ", ".join(self.settings.ingest.accepted_mime_types),
+                         sender_org=meta.issuing_org, digests=digests, size=size,
+                         report={"format": {"puid": fmt.puid, "name": fmt.name,
+                                            "mime_type": fmt.mime_type}})
 
         record_id = str(uuid.uuid4())
         version = 1
@@ -271,12 +282,21 @@ class IngestService:
                                 message=f"already archived as record {record.id} "
                                         "(same SHA-256); not stored again")
 
-    def _refuse(self, path: Path, reason: str) -> None:
+    def _refuse(self, path: Path, reason: str, *, sender_org: str | None,
+                digests: dict[str, str] | None = None, size: int | None = None,
+                report: dict | None = None) -> None:
+        """Record the refusal with its return-to-sender report, then raise (R-SIG-2)."""
+        if digests is None:
+            with open(path, "rb") as fh:
+                size, digests = hash_stream(fh, self.algorithms)
+        report = {"reason": reason, **(report or {})}
         with self.catalog.unit_of_work() as session:
-            audit.append(session, self.principal, "record.ingest", f"file:{path.name}",
-                         outcome="refused", detail={"source": str(path), "reason": reason},
-                         clock=self.clock)
-        raise Refused(f"{path}: {reason}")
+            submission = record_refusal(session, self.store, self.principal,
+                                        source_name=path.name, sha256=digests["sha256"],
+                                        size=size or 0, sender_org=sender_org, reason=reason,
+                                        report=report, clock=self.clock)
+        raise SubmissionRefused(f"{path}: {reason} (report: submission {submission.id})",
+                                submission.id, report)
 
     def _premis_events(self, now, path: Path, fmt: FormatId, digests: dict,
                        content_path: str) -> list[PremisEvent]:

@@ -206,3 +206,32 @@ def test_uninitialised_archive_says_run_init(tmp_path):
     result = aenv.invoke("records", "list")
     assert result.exit_code == 2
     assert "archive init" in result.stderr
+
+
+def test_refusal_stores_a_report_and_notifies(archive_env):
+    """R-SIG-2: a refused document gets a stored, retrievable return-to-sender report,
+    notifications for the sending organisation and the clerk, an event and an audit
+    entry; nothing is archived."""
+    path = archive_env.tmp_path / "note.txt"
+    path.write_text("not a PDF")
+    path.with_name("note.txt.json").write_text(json.dumps(sample_metadata()),
+                                               encoding="utf-8")
+    result = archive_env.invoke("ingest", str(path), "--json")
+    assert result.exit_code == 3
+    refused = json.loads(result.stdout)["results"][0]
+    submission_id = refused["submission_id"]
+    assert refused["report"]["format"]["puid"]
+
+    shown = archive_env.json("submissions", "show", submission_id)
+    assert shown["sha256"] == hashlib.sha256(b"not a PDF").hexdigest()
+    assert shown["sender_org"] == "000.00.00.H41" and "not accepted" in shown["reason"]
+    with archive_env.instance().store.open(shown["report_key"]) as fh:
+        stored = json.loads(fh.read())
+    assert stored["submission_id"] == submission_id
+    assert [s["id"] for s in archive_env.json("submissions", "list")] == [submission_id]
+
+    recipients = {n["recipient"] for n in archive_env.json("notifications", "list")}
+    assert "000.00.00.H41" in recipients and any(r.startswith("system:cli:")
+                                                 for r in recipients)
+    assert _objects(archive_env) == [] and _record_count(archive_env) == 0
+    assert archive_env.invoke("audit", "verify").exit_code == 0
