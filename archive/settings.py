@@ -91,10 +91,19 @@ class ServerSection:
     port: int
 
 
+# R-SIG-1: the roles a document type's signature policy can require. A signature's
+# role is decided by the binding of its certificate to a registered agent.
+SIGNATURE_ROLES = ("person", "organisation")
+# A type that does not say: a document with the value of a signed and stamped paper.
+DEFAULT_SIGNATURES = ("person", "organisation")
+
+
 @dataclass(frozen=True)
 class DocumentType:
     code: str
     label: str
+    # R-SIG-1: signatures a document of this type must carry (see signature_policy.py).
+    signatures: tuple[str, ...] = DEFAULT_SIGNATURES
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ _SECTIONS: dict[str, type] = {
 }
 # Sections that are maps of named entries, each entry with these keys.
 _TABLES: dict[str, set[str]] = {
-    "document_types": {"label"},
+    "document_types": {"label", "signatures"},
     "retention": {"label", "period", "counted_from"},
 }
 
@@ -325,7 +334,8 @@ def _build(raw: dict, sources: tuple[str, ...]) -> Settings:
         built[section] = cls(**kwargs)
 
     built["document_types"] = {
-        code: DocumentType(code=code, label=str(entry.get("label", code)))
+        code: DocumentType(code=code, label=str(entry.get("label", code)),
+                           signatures=_signature_roles(code, entry))
         for code, entry in raw.get("document_types", {}).items()
     }
     rules = {}
@@ -347,6 +357,25 @@ def _build(raw: dict, sources: tuple[str, ...]) -> Settings:
     settings = Settings(**built, source=sources)
     _validate(settings)
     return settings
+
+
+def _signature_roles(code: str, entry: dict) -> tuple[str, ...]:
+    """``document_types.CODE.signatures``: a non-empty list of distinct roles (R-SIG-1)."""
+    key = f"document_types.{code}.signatures"
+    value = entry.get("signatures", list(DEFAULT_SIGNATURES))
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}: expected a list of roles ({', '.join(SIGNATURE_ROLES)}), "
+                          f"got {value!r}")
+    if not value:
+        raise ConfigError(f"{key}: must require at least one signature "
+                          f"({', '.join(SIGNATURE_ROLES)})")
+    for role in value:
+        if role not in SIGNATURE_ROLES:
+            raise ConfigError(f"{key}: unknown signature role {role!r} (expected "
+                              f"{' or '.join(repr(r) for r in SIGNATURE_ROLES)})")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{key}: a role is listed twice in {value!r}")
+    return tuple(r for r in SIGNATURE_ROLES if r in value)
 
 
 def _validate(s: Settings) -> None:
