@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID, ObjectIdentifier
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from archive import audit
@@ -261,7 +262,10 @@ def bind_certificate(session: Session, settings: Settings, principal: Principal,
         pem=cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
         status="active", bound_at=now, bound_by=str(principal))
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except DBIntegrityError as exc:  # bound by a concurrent transaction meanwhile
+        raise CertificateAlreadyBound(fingerprint, "(bound by a concurrent command)") from exc
     audit.append(session, principal, "certificate.bind", f"certificate:{fingerprint}",
                  detail={"agent": agent.identifier, "kind": agent.kind, "subject": subject,
                          "issuer": issuer, "serial": row.serial,
@@ -476,7 +480,10 @@ def authority_to_dict(row: SigningAuthority) -> dict:
 
 
 def _pair(session: Session, person: str, organisation: str) -> tuple[Agent, Agent]:
-    person_row = find_agent(session, (person or "").strip())
+    """Both agents, the person's row locked: grants and ends for one person queue
+    (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    person_row = session.scalar(select(Agent).where(Agent.identifier == (person or "").strip())
+                                .with_for_update())
     if person_row is None:
         raise NotFound(f"no agent with identifier {person!r}")
     org_row = find_agent(session, (organisation or "").strip())
