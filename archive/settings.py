@@ -91,6 +91,20 @@ class ServerSection:
     port: int
 
 
+# R-SIG-2: revocation modes of [signatures] and what a signature without obtainable
+# revocation information becomes (pyhanko-certvalidator's legacy modes of the same names).
+REVOCATION_MODES = ("require", "hard-fail", "soft-fail")
+
+
+@dataclass(frozen=True)
+class SignaturesSection:
+    trust_roots: tuple[str, ...]
+    revocation_mode: str
+    fetch_timeout: int
+    tsa_url: str
+    allow_fetching: bool
+
+
 # R-SIG-1: the roles a document type's signature policy can require. A signature's
 # role is decided by the binding of its certificate to a registered agent.
 SIGNATURE_ROLES = ("person", "organisation")
@@ -124,6 +138,7 @@ _SECTIONS: dict[str, type] = {
     "identifiers": IdentifiersSection,
     "metadata": MetadataSection,
     "server": ServerSection,
+    "signatures": SignaturesSection,
 }
 # Sections that are maps of named entries, each entry with these keys.
 _TABLES: dict[str, set[str]] = {
@@ -143,6 +158,7 @@ class Settings:
     identifiers: IdentifiersSection
     metadata: MetadataSection
     server: ServerSection
+    signatures: SignaturesSection
     document_types: Mapping[str, DocumentType]
     retention: Mapping[str, RetentionRule]
     source: tuple[str, ...] = ()  # where the values came from, for `archive config show`
@@ -415,3 +431,9 @@ def _validate(s: Settings) -> None:
                               f"or received_at, got {rule.counted_from!r}")
     if not 0 < s.server.port < 65536:
         raise ConfigError("server.port: must be between 1 and 65535")
+    if s.signatures.revocation_mode not in REVOCATION_MODES:
+        raise ConfigError("signatures.revocation_mode: expected "
+                          f"{', '.join(repr(m) for m in REVOCATION_MODES)}, "
+                          f"got {s.signatures.revocation_mode!r}")
+    if s.signatures.fetch_timeout < 1:
+        raise ConfigError("signatures.fetch_timeout: must be at least 1 second")
