@@ -194,6 +194,73 @@ class SizeMismatch(IntegrityError):
         super().__init__(f"size mismatch for {path}: expected {expected} bytes, found {found}")
 
 
+class DecryptionFailed(IntegrityError):
+    """Encrypted bytes did not authenticate (R-CLASS-1): tampered or truncated
+    ciphertext, a wrong tag, or a ciphertext bound to another record or file."""
+
+    def __init__(self, target: str, reason: str):
+        self.target = target
+        self.reason = reason
+        super().__init__(f"decryption of {target} failed: {reason}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(target=self.target, reason=self.reason)
+        return d
+
+
+# ---- encryption keys (R-CLASS-1, R-DESTROY-1) ---------------------------------------
+
+
+class EncryptionKeyError(ArchiveError):
+    """A key needed to encrypt or decrypt classified content cannot be used."""
+
+    exit_code = 1
+
+
+class KeyMissing(EncryptionKeyError):
+    """A key-encryption key (KEK) is not in the key folder (never created, retired,
+    or the folder is not the configured one)."""
+
+    def __init__(self, key_id: str, message: str):
+        self.key_id = key_id
+        super().__init__(message)
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d["key_id"] = self.key_id
+        return d
+
+
+class DataKeyDestroyed(KeyMissing):
+    """A data key (DEK) is not in the key vault: destroyed (crypto-shredded,
+    R-DESTROY-1) or never stored. What it encrypted can no longer be read."""
+
+    def __init__(self, dek_id: str):
+        super().__init__(dek_id, f"data key {dek_id} is not in the key vault: it was "
+                                 "destroyed (crypto-shredded) or never stored; the content "
+                                 "it encrypted cannot be decrypted")
+
+
+class KeyUnusable(EncryptionKeyError):
+    """A key file exists but cannot be used (unreadable, malformed, too open
+    permissions, or a wrapped key that does not unwrap under its KEK)."""
+
+    def __init__(self, key_id: str, path: str, reason: str):
+        self.key_id = key_id
+        self.path = path
+        self.reason = reason
+        super().__init__(f"key {key_id} ({path}) cannot be used: {reason}")
+
+
+class KeyInUse(Refused):
+    """A KEK cannot be retired: it is active or still wraps data keys."""
+
+    def __init__(self, kek_id: str, reason: str):
+        self.kek_id = kek_id
+        super().__init__(f"key-encryption key {kek_id} cannot be retired: {reason}")
+
+
 @dataclass
 class Problem:
     """One problem found by a check that examines many things."""

@@ -105,6 +105,13 @@ class SignaturesSection:
     allow_fetching: bool
 
 
+@dataclass(frozen=True)
+class EncryptionSection:
+    # R-CLASS-1: key folders outside the catalog and the object store (archive/keystore.py).
+    kek_dir: str
+    vault_dir: str
+
+
 # R-SIG-1: the roles a document type's signature policy can require. A signature's
 # role is decided by the binding of its certificate to a registered agent.
 SIGNATURE_ROLES = ("person", "organisation")
@@ -139,6 +146,7 @@ _SECTIONS: dict[str, type] = {
     "metadata": MetadataSection,
     "server": ServerSection,
     "signatures": SignaturesSection,
+    "encryption": EncryptionSection,
 }
 # Sections that are maps of named entries, each entry with these keys.
 _TABLES: dict[str, set[str]] = {
@@ -159,6 +167,7 @@ class Settings:
     metadata: MetadataSection
     server: ServerSection
     signatures: SignaturesSection
+    encryption: EncryptionSection
     document_types: Mapping[str, DocumentType]
     retention: Mapping[str, RetentionRule]
     source: tuple[str, ...] = ()  # where the values came from, for `archive config show`
