@@ -9,6 +9,7 @@ every case the archive must judge (``CASES``). Signatures are PAdES (ETSI.CAdES.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
 from dataclasses import dataclass
@@ -145,6 +146,10 @@ def flip_signed_byte(pdf: bytes) -> bytes:
     return bytes(out)
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def truncate(pdf: bytes) -> bytes:
     return pdf[: len(pdf) // 2]
 
@@ -157,8 +162,6 @@ def break_xref(pdf: bytes) -> bytes:
 
 def garbage(size: int = 4096) -> bytes:
     """A PDF header followed by bytes that are no PDF at all (deterministic)."""
-    import hashlib
-
     body = b"".join(hashlib.sha256(str(i).encode()).digest() for i in range(size // 32))
     return b"%PDF-1.7\n" + body
 
@@ -275,7 +278,7 @@ class SignedPdfFactory:
                text: str | None = None) -> Path:
         """A document signed by ``holders`` in order (any combination), cached."""
         key = "-".join([*holders, "t" if timestamp else "b", "back" if backdated else "now",
-                        str(abs(hash(text))) if text else "base"])
+                        _digest(text) if text else "base"])
         target = self.folder / f"signed-{key}.pdf"
         with self._lock:
             if not target.exists():
