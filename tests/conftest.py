@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.services.postgres", "tests.services.seaweed", "tests.xml_schemas"]
+pytest_plugins = ["tests.services.postgres", "tests.services.seaweed", "tests.services.pki",
+                  "tests.xml_schemas"]
 
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE = Path(os.environ.get("ARCHIVE_CONFORMANCE_DIR",

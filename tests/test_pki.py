@@ -13,8 +13,6 @@ from io import BytesIO
 
 import pytest
 
-pytest_plugins = ["tests.services.pki"]
-
 pytestmark = pytest.mark.services
 
 
