@@ -192,20 +192,29 @@ class DecryptingReader(io.RawIOBase):
         self._decryptor = Cipher(AES(key), modes.GCM(nonce)).decryptor()
         self._decryptor.authenticate_additional_data(aad.encode("utf-8"))
         self._done = False
+        self._failure: DecryptionFailed | None = None
         self.authenticated = False  # True once the tag verified: the output is genuine
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b) -> int:
-        if self._done:
+        if self._failure is not None:
+            raise self._failure  # a failed stream never turns into a clean end
+        if self._done or len(b) == 0:
             return 0
+        try:
+            return self._decrypt_into(b)
+        except DecryptionFailed as exc:
+            self._failure = exc
+            raise
+
+    def _decrypt_into(self, b) -> int:
         if self._remaining == 0:
             self._finish()
             return 0
         data = self._raw.read(min(len(b), self._remaining))
         if not data:
-            self._done = True
             raise DecryptionFailed(self._aad, f"stored bytes end {self._remaining + TAG_BYTES}"
                                               " bytes early (truncated)")
         self._remaining -= len(data)
@@ -214,7 +223,6 @@ class DecryptingReader(io.RawIOBase):
         return len(out)
 
     def _finish(self) -> None:
-        self._done = True
         tag = b""
         while len(tag) < TAG_BYTES:
             part = self._raw.read(TAG_BYTES - len(tag))
@@ -227,6 +235,7 @@ class DecryptingReader(io.RawIOBase):
             raise DecryptionFailed(self._aad, "authentication tag mismatch: the stored "
                                               "bytes, the tag or the associated data were "
                                               "altered; discard everything read") from exc
+        self._done = True
         self.authenticated = True
 
     def close(self) -> None:

@@ -126,16 +126,18 @@ class KeyVault:
         if kek_dir == vault_dir:
             raise ConfigError("encryption.kek_dir and encryption.vault_dir must be "
                               "different folders")
-        forbidden = [("the local object store", settings.local_store_path)]
-        if settings.database_url.startswith("sqlite:///"):
-            catalog = Path(settings.database_url.removeprefix("sqlite:///"))
-            forbidden.append(("the catalog database folder", catalog.parent))
+        store = settings.local_store_path
+        catalog = (Path(settings.database_url.removeprefix("sqlite:///")).parent
+                   if settings.database_url.startswith("sqlite:///") else None)
         for key, folder in (("kek_dir", kek_dir), ("vault_dir", vault_dir)):
-            for what, place in forbidden:
-                if folder == place or place in folder.parents:
-                    raise ConfigError(f"encryption.{key}: {folder} is inside {what} "
-                                      f"({place}); keys must be held apart from the data "
-                                      "(R-CLASS-1)")
+            if folder == store or store in folder.parents:
+                where = f"inside the local object store ({store})"
+            elif folder == catalog:
+                where = f"the folder of the catalog database ({catalog})"
+            else:
+                continue
+            raise ConfigError(f"encryption.{key}: {folder} is {where}; keys must be held "
+                              "apart from the data (R-CLASS-1)")
         return cls(kek_dir, vault_dir, clock)
 
     # ---- key-encryption keys ---------------------------------------------------------
@@ -159,7 +161,7 @@ class KeyVault:
     def list_keks(self) -> list[KekInfo]:
         """Every KEK, oldest first, with the number of DEKs it wraps."""
         records = self._kek_records()
-        active = self._active_id(records) if records else None
+        active = self._active_name(records)
         counts: dict[str, int] = {}
         for dek_id in self.data_key_ids():
             entry = self._read_vault_entry(dek_id, missing_ok=True)
@@ -168,7 +170,8 @@ class KeyVault:
         infos = [KekInfo(kek_id, rec["created"], kek_id == active, counts.pop(kek_id, 0))
                  for kek_id, rec in sorted(records.items(), key=_age)]
         # DEKs wrapped by a KEK that is gone are listed too: they cannot be unwrapped.
-        infos += [KekInfo(kek_id, "", False, n) for kek_id, n in sorted(counts.items())]
+        infos += [KekInfo(kek_id, "", kek_id == active, n)
+                  for kek_id, n in sorted(counts.items())]
         return infos
 
     def rotate(self) -> RotationReport:
@@ -178,19 +181,20 @@ class KeyVault:
             if not records:
                 raise KeyMissing("", "no key-encryption key to rotate: run "
                                      "`archive keys init` first")
-            previous = self._active_id(records)
+            previous = self._active_name(records)  # its file may be lost: rotate anyway
             new_id = self._create_kek()
             new_kek = self._load_kek(new_id)
             report = RotationReport(new_kek=new_id, previous_kek=previous)
             for dek_id in self.data_key_ids():
-                entry = self._read_vault_entry(dek_id, missing_ok=True)
-                if entry is None or entry["kek_id"] == new_id:
-                    continue
+                entry = None
                 try:
+                    entry = self._read_vault_entry(dek_id, missing_ok=True)
+                    if entry is None:
+                        continue
                     key = self._unwrap(entry)
                 except (KeyMissing, KeyUnusable) as exc:
-                    report.problems.append({"dek_id": dek_id, "kek_id": entry["kek_id"],
-                                            "message": exc.message})
+                    report.problems.append({"dek_id": dek_id, "message": exc.message,
+                                            "kek_id": (entry or {}).get("kek_id", "")})
                     continue
                 entry.update(kek_id=new_id, wrapped_key=_b64(aes_key_wrap(new_kek, key)),
                              rewrapped=self._now())
@@ -209,7 +213,7 @@ class KeyVault:
             if kek_id not in records:
                 raise KeyMissing(kek_id, f"key-encryption key {kek_id} not found in "
                                          f"{self.kek_dir}")
-            if kek_id == self._active_id(records):
+            if kek_id == self._active_name(records):
                 raise KeyInUse(kek_id, "it is the active key (rotate first)")
             users = sum(1 for dek_id in self.data_key_ids()
                         if (self._read_vault_entry(dek_id, missing_ok=True) or {})
@@ -298,18 +302,23 @@ class KeyVault:
                 out[kek_id] = {"created": self._read_kek_file(kek_id)["created"]}
         return out
 
+    def _active_name(self, records: dict[str, dict]) -> str | None:
+        """The KEK named by ``ACTIVE`` (present or not), else the newest, else None."""
+        try:
+            return (self.kek_dir / ACTIVE_FILE).read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return max(records.items(), key=_age)[0] if records else None
+
     def _active_id(self, records: dict[str, dict]) -> str:
-        if not records:
+        named = self._active_name(records)
+        if not records or named is None:
             raise KeyMissing("", f"no key-encryption key in {self.kek_dir}: run "
                                  "`archive keys init` (or set encryption.kek_dir to the "
                                  "folder holding the keys)")
-        try:
-            named = (self.kek_dir / ACTIVE_FILE).read_text(encoding="ascii").strip()
-        except FileNotFoundError:
-            return max(records.items(), key=_age)[0]
         if named not in records:
             raise KeyMissing(named, f"the active key-encryption key {named} (named in "
-                                    f"{self.kek_dir / ACTIVE_FILE}) is missing")
+                                    f"{self.kek_dir / ACTIVE_FILE}) is missing; "
+                                    "`archive keys rotate` makes a new one active")
         return named
 
     def _create_kek(self) -> str:
