@@ -47,6 +47,7 @@ from archive.clock import Clock, SystemClock
 from archive.errors import (
     ConfigError,
     DataKeyDestroyed,
+    InputError,
     KeyInUse,
     KeyMissing,
     KeyUnusable,
@@ -417,7 +418,7 @@ def _age(item: tuple[str, dict]) -> str:
 def _check_id(value: str, pattern: re.Pattern, what: str) -> None:
     # Ids come from the catalog and the command line and become file names.
     if not isinstance(value, str) or not pattern.match(value):
-        raise KeyMissing(str(value), f"not a {what} id: {value!r}")
+        raise InputError(f"not a {what} id: {value!r}")
 
 
 def _b64(data: bytes) -> str:

@@ -235,9 +235,9 @@ def test_shredded_data_key_makes_the_ciphertext_unreadable(vault):
 
 
 def test_ids_from_outside_never_become_paths(vault):
-    with pytest.raises(KeyMissing, match="not a data key id"):
+    with pytest.raises(InputError, match="not a data key id"):
         vault.destroy_data_key("../kek/ACTIVE")
-    with pytest.raises(KeyMissing, match="not a key-encryption key id"):
+    with pytest.raises(InputError, match="not a key-encryption key id"):
         vault.retire_kek("../../etc/passwd")
 
 
@@ -474,3 +474,28 @@ def test_cli_keys_init_rotate_list_retire(tmp_path):
     assert len(secrets) >= 8
     text = "\n".join(outputs)
     assert not [s for s in secrets if s in text]
+
+
+def test_cli_rotate_lists_data_keys_it_could_not_rewrap(tmp_path):
+    from click.testing import CliRunner
+
+    from archive.settings import load_settings
+    from cli.main import cli
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
+    env["ARCHIVE_ARCHIVE__DATA_DIR"] = str(tmp_path / "data")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["keys", "init"], env=env).exit_code == 0
+    vault = KeyVault.from_settings(load_settings(environ=env))
+    good, bad = vault.new_data_key(), vault.new_data_key()
+    entry_path = vault.vault_dir / f"{bad.dek_id}.json"
+    entry = json.loads(entry_path.read_text())
+    entry["wrapped_key"] = base64.b64encode(os.urandom(40)).decode()
+    entry_path.write_text(json.dumps(entry))
+
+    result = runner.invoke(cli, ["keys", "rotate"], env=env)
+    assert result.exit_code == 1
+    assert "re-wrapped 1 data key(s)" in result.stdout
+    assert f"not re-wrapped: {bad.dek_id}" in result.stderr
+    assert "does not unwrap" in result.stderr
+    assert vault.data_key(good.dek_id).key == good.key
