@@ -33,6 +33,10 @@ PROBLEMS: dict[str, tuple[str, str, str]] = {
                   "Tệp có dung lượng {size} byte, vượt quá giới hạn {limit} byte."),
     "timeout": ("error", "checking the file took longer than {seconds} s and was stopped",
                 "Việc kiểm tra tệp vượt quá {seconds} giây và đã bị dừng."),
+    "lenient_syntax": ("warning", "the PDF has syntax defects ({reason}); it was read "
+                       "leniently and every change after signing was still analysed",
+                       "Tệp PDF có lỗi cú pháp ({reason}); đã được đọc ở chế độ dung sai và "
+                       "mọi thay đổi sau khi ký vẫn được phân tích."),
     "unsigned": ("error", "the document carries no digital signature",
                  "Văn bản không có chữ ký số."),
     # ---- one signature ---------------------------------------------------------------

@@ -261,18 +261,27 @@ class Validator:
         if b"%PDF-" not in head:
             report.problems.append(problem("malformed", reason="no %PDF header"))
             return
-        reader = PdfFileReader(BytesIO(data), strict=True)
+        from pyhanko.pdf_utils.misc import PdfStrictReadError
+
+        # Strict syntax first. Files with syntax defects or hybrid cross-references
+        # (common from office suites) are read leniently: pyHanko's difference analysis
+        # still judges every later revision, and the report says so.
+        try:
+            reader = PdfFileReader(BytesIO(data), strict=True)
+            lenient = reader.xrefs.hybrid_xrefs_present
+            reason = "hybrid cross-reference sections"
+        except PdfStrictReadError as exc:
+            lenient, reason = True, reason_of(exc)
+        if lenient:
+            reader = PdfFileReader(BytesIO(data), strict=False)
+            report.problems.append(problem("lenient_syntax", reason=reason))
         if reader.encrypted:
             report.problems.append(problem("encrypted"))
             return
         embedded = list(reader.embedded_signatures)
         material = load_material(reader, evidence)
         for index, emb in enumerate(embedded):
-            try:
-                kind = str(emb.sig_object_type)
-            except Exception:  # noqa: BLE001
-                kind = "/Sig"
-            if kind == "/DocTimeStamp":
+            if _is_document_timestamp(emb):
                 result, used = self._doc_timestamp(emb, index, material, at, fetching)
                 report.document_timestamps.append(result)
             else:
@@ -355,6 +364,14 @@ class Validator:
             res.add("document_timestamp_invalid",
                     reason=indication(status) or "not intact or not valid")
         return res, collect_evidence(status, vc, emb)
+
+
+def _is_document_timestamp(emb) -> bool:
+    try:
+        return (str(emb.sig_object_type) == "/DocTimeStamp"
+                or str(emb.sig_object.get("/SubFilter", "")) == "/ETSI.RFC3161")
+    except Exception:  # noqa: BLE001 - unreadable: validated (and refused) as a signature
+        return False
 
 
 # ---- module API ----------------------------------------------------------------------
