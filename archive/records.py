@@ -15,8 +15,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from archive import audit
 from archive.clock import Clock
-from archive.errors import NotFound
+from archive.encryption import associated_data, open_decrypting
+from archive.errors import InputError, NotFound
 from archive.fixity import VerifyingReader
+from archive.keystore import KeyVault
 from archive.models import Agent, Event, PackageVersion, Record, StoredFile
 from archive.principal import Principal
 from archive.storage import ObjectStore
@@ -104,9 +106,15 @@ def record_history(session: Session, principal: Principal, record_id: str, *,
 
 
 def open_original(session: Session, store: ObjectStore, principal: Principal,
-                  record_id: str, *, client: str = "",
-                  clock: Clock | None = None) -> tuple[StoredFile, BinaryIO]:
-    """A verifying stream over the record's original file (latest AIP version)."""
+                  record_id: str, *, client: str = "", clock: Clock | None = None,
+                  vault: KeyVault | None = None) -> tuple[StoredFile, BinaryIO]:
+    """A verifying stream over the record's original file (latest AIP version).
+
+    The stored bytes are checked against the catalog digests while streaming; an
+    encrypted original (R-CLASS-1) is decrypted with ``vault`` and its GCM tag checked
+    at the end. Either failure is raised from the final read, so callers must publish
+    the output only after the stream ended cleanly.
+    """
     record = _get(session, record_id)
     version = record.versions[-1]
     original = next(f for f in version.files if f.role == "original")
@@ -114,8 +122,21 @@ def open_original(session: Session, store: ObjectStore, principal: Principal,
                  detail={"path": original.path, "storage_key": version.storage_key,
                          "size": original.size}, clock=clock)
     raw = store.open(version.storage_key, original.offset, original.size)
-    return original, VerifyingReader(raw, name=f"{version.storage_key}:{original.path}",
-                                     size=original.size, digests=dict(original.digests))
+    verified = VerifyingReader(raw, name=f"{version.storage_key}:{original.path}",
+                               size=original.size, digests=dict(original.digests))
+    if original.encryption:
+        if vault is None:
+            verified.close()
+            raise InputError(f"record {record_id} is encrypted (classified); its keys are "
+                             "needed to read it")
+        try:
+            return original, open_decrypting(verified, original.encryption, original.size,
+                                             vault, aad=associated_data(record_id,
+                                                                        original.path))
+        except BaseException:
+            verified.close()
+            raise
+    return original, verified
 
 
 def record_to_dict(record: Record, *, detail: bool = False) -> dict:

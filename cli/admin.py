@@ -33,6 +33,7 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
     from archive import audit, db
     from archive.errors import NotInitialised
     from archive.keys import generate_system_key, key_id, load_system_key
+    from archive.keystore import KeyVault
     from archive.principal import Principal
     from archive.storage import open_store
 
@@ -46,13 +47,17 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
         have_key = True
     except NotInitialised:
         have_key = False
-    if if_needed and have_key and before == db.head_revision():
+    vault = KeyVault.from_settings(settings)
+    if if_needed and have_key and before == db.head_revision() and vault.list_keks():
         emit({"initialised": True, "changed": []}, as_json, lambda _: None)
         return
     created = []
     if not have_key:
         generate_system_key(settings.keys_dir)
         created.append("system signing key")
+    _, kek_created = vault.init()  # R-CLASS-1 keys, held apart from catalog and store
+    if kek_created:
+        created.append("key-encryption key")
     db.upgrade(settings.database_url)
     if before != db.head_revision():
         created.append(f"catalog schema {before or 'empty'} -> {db.head_revision()}")

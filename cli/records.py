@@ -121,6 +121,7 @@ def get(record_id: str, output: Path) -> None:
     On a mismatch the partial output is deleted and the command exits 1.
     """
     from archive.errors import InputError, IntegrityError
+    from archive.keystore import KeyVault
     from archive.principal import Principal
     from archive.records import open_original
 
@@ -130,7 +131,8 @@ def get(record_id: str, output: Path) -> None:
         raise InputError(f"{output} already exists; not overwriting it")
     with instance.catalog.unit_of_work() as session:
         original, reader = open_original(session, instance.store, Principal.cli_operator(),
-                                          record_id)
+                                          record_id, vault=KeyVault.from_settings(
+                                              instance.settings))
     tmp = None if to_stdout else output.with_name(f".{output.name}.partial")
     try:
         with reader, (contextlib.nullcontext(sys.stdout.buffer) if to_stdout
@@ -144,8 +146,10 @@ def get(record_id: str, output: Path) -> None:
             tmp.unlink()
         raise
     if not to_stdout:
-        click.echo(f"{original.original_name or original.path} -> {output} "
-                   f"({original.size} bytes, digests verified)", err=True)
+        what = "decrypted, tag and digests verified" if original.encryption \
+            else "digests verified"
+        click.echo(f"{original.original_name or original.path} -> {output} ({what})",
+                   err=True)
 
 
 def _d(value) -> date | None:

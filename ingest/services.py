@@ -29,6 +29,7 @@ from archive.db import Catalog
 from archive.digests import HashingWriter, hash_stream
 from archive.errors import (
     ArchiveError,
+    EncryptionKeyError,
     InputError,
     IntegrityError,
     ObjectExists,
@@ -41,6 +42,7 @@ from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
 from archive.submissions import record_refusal
+from ingest.classified import ENCRYPTED_NAME, encrypt_original, keyed_fingerprint, vault_for
 from ingest.formats import FormatId, identify
 
 SOFTWARE = "kho-luu-tru-so archive 0.1"
@@ -107,12 +109,6 @@ class IngestService:
                 raw_metadata, self.settings, source=metadata_source,
                 today=self.clock.now().date(),
                 org_registered=lambda ident: _org_exists(session, ident))
-        if meta.classification != "normal":
-            # R-CLASS-1: classified content must be encrypted at rest; until the
-            # encryption service exists the archive refuses it rather than store plaintext.
-            self._refuse(path, "classified documents need at-rest encryption, which this "
-                               "archive version does not yet provide (R-CLASS-1)",
-                         sender_org=meta.issuing_org)
 
         staging = self.settings.staging_dir / f"ingest-{uuid.uuid4().hex}"
         staging.mkdir(parents=True, exist_ok=False)
@@ -148,7 +144,10 @@ class IngestService:
         size, digests = self._stage_copy(path, staged)
         self._pause("staged")
 
-        existing = self._find_duplicate(digests["sha256"], str(path))
+        classified = meta.classification != "normal"
+        vault = vault_for(self.settings) if classified else None
+        fingerprints = self._fingerprints(digests["sha256"], create=classified)
+        existing = self._find_duplicate(fingerprints, str(path))
         if existing is not None:
             return existing
 
@@ -163,14 +162,47 @@ class IngestService:
 
         record_id = str(uuid.uuid4())
         version = 1
-        content_path = f"data/content/{bag_name}"
-        events = self._premis_events(now, path, fmt, digests, content_path)
+        events = self._premis_events(now, path, fmt, digests,
+                                     "data/content/" + (ENCRYPTED_NAME if classified
+                                                        else bag_name),
+                                     reveal_digests=not classified)
+        if classified:
+            # R-CLASS-1: only ciphertext leaves this machine's staging folder.
+            content_path = f"data/content/{ENCRYPTED_NAME}"
+            payload_source, encrypted = encrypt_original(vault, staged, record_id,
+                                                         content_path, self.algorithms)
+            payload = PayloadFile(source=payload_source, bag_path=content_path,
+                                  role="original", original_name=ENCRYPTED_NAME,
+                                  size=encrypted.size, digests=encrypted.digests,
+                                  format_puid=None, format_name="AES-256-GCM ciphertext",
+                                  mime_type="application/octet-stream")
+            events.append(PremisEvent(str(uuid.uuid4()), "encryption", now,
+                                      str(self.principal), "success",
+                                      f"classified ({meta.classification}): AES-256-GCM "
+                                      f"with data key {encrypted.metadata['dek_id']}",
+                                      [content_path]))
+        else:
+            content_path = f"data/content/{bag_name}"
+            encrypted = None
+            payload = PayloadFile(source=staged, bag_path=content_path, role="original",
+                                  original_name=path.name, size=size, digests=digests,
+                                  format_puid=fmt.puid, format_name=fmt.name,
+                                  mime_type=fmt.mime_type)
+        try:
+            return self._package_store_register(
+                path, meta, fmt, record_id, version, now, content_path, payload, events,
+                fingerprints[-1], encrypted, staging)
+        except BaseException:
+            if encrypted is not None:  # nothing registered: its data key must not linger
+                vault.destroy_data_key(encrypted.metadata["dek_id"])
+            raise
+
+    def _package_store_register(self, path, meta, fmt, record_id, version, now,
+                                content_path, payload, events, fingerprint, encrypted,
+                                staging) -> IngestResult:
         spec = AipSpec(
             record_id=record_id, version=version, metadata=meta.to_json(),
-            files=[PayloadFile(source=staged, bag_path=content_path, role="original",
-                               original_name=path.name, size=size, digests=digests,
-                               format_puid=fmt.puid, format_name=fmt.name,
-                               mime_type=fmt.mime_type)],
+            files=[payload],
             events=events,
             agents=[PremisAgent(SOFTWARE, SOFTWARE, "software"),
                     PremisAgent(str(self.principal), self.principal.display or
@@ -209,7 +241,7 @@ class IngestService:
                     retention_until=retention_until(meta, self.settings), fonds=meta.fonds,
                     file_ref=meta.file_ref, page_count=meta.page_count,
                     language=meta.language, extra=meta.extra_fields(), status="active",
-                    fingerprint=digests["sha256"], format_puid=fmt.puid,
+                    fingerprint=fingerprint, format_puid=fmt.puid,
                     format_name=fmt.name, pdfa=fmt.pdfa, created_at=now,
                     created_by=str(self.principal))
                 session.add(record)
@@ -226,7 +258,9 @@ class IngestService:
                         offset=member.offset, size=member.size, digests=member.digests,
                         format_puid=fmt.puid if is_original else None,
                         mime_type=fmt.mime_type if is_original else None,
-                        original_name=path.name if is_original else None))
+                        original_name=path.name if is_original else None,
+                        encryption=encrypted.metadata if is_original and encrypted
+                        else None))
                 for ev in events:
                     session.add(Event(id=ev.id, record_id=record_id, event_type=ev.event_type,
                                       occurred_at=ev.occurred_at, agent=ev.agent,
@@ -239,13 +273,14 @@ class IngestService:
                     data={"storage_key": key, "digests": built.digests}))
                 audit.append(session, self.principal, "record.ingest", f"record:{record_id}",
                              detail={"source": str(path), "number_symbol": meta.number_symbol,
-                                     "storage_key": key, "sha256": digests["sha256"],
-                                     "size": size}, clock=self.clock)
+                                     "storage_key": key, "fingerprint": fingerprint,
+                                     "classification": meta.classification,
+                                     "size": payload.size}, clock=self.clock)
                 self._pause("committing")
         except DBIntegrityError:
             # Another ingest of the same bytes committed first: ours is an orphan.
             self._discard(key)
-            dup = self._find_duplicate(digests["sha256"], str(path))
+            dup = self._find_duplicate([fingerprint], str(path))
             if dup is not None:
                 return dup
             raise
@@ -268,19 +303,34 @@ class IngestService:
             os.fsync(raw.fileno())
         return writer.size, writer.hexdigests()
 
-    def _find_duplicate(self, sha256: str, source: str) -> IngestResult | None:
+    def _fingerprints(self, sha256: str, *, create: bool) -> list[str]:
+        """Catalog fingerprints the file may be known under: the plain SHA-256 and, once
+        classified files exist, the keyed one (the last is the one to record)."""
+        plain = [] if create else [sha256]
+        if not create and not self.settings.keys_dir.exists():
+            return plain
+        try:
+            keyed = keyed_fingerprint(vault_for(self.settings), sha256, create=create)
+        except EncryptionKeyError:
+            if create:
+                raise
+            keyed = None
+        return plain + ([keyed] if keyed else [])
+
+    def _find_duplicate(self, fingerprints: list[str], source: str) -> IngestResult | None:
         with self.catalog.unit_of_work() as session:
-            record = session.scalar(select(Record).where(Record.fingerprint == sha256))
+            record = session.scalar(select(Record).where(Record.fingerprint.in_(fingerprints)))
             if record is None:
                 return None
             audit.append(session, self.principal, "record.ingest", f"record:{record.id}",
                          outcome="duplicate",
-                         detail={"source": source, "sha256": sha256}, clock=self.clock)
+                         detail={"source": source, "fingerprint": record.fingerprint},
+                         clock=self.clock)
             key = record.versions[-1].storage_key if record.versions else ""
             return IngestResult(source=source, status="duplicate", record_id=record.id,
                                 version=len(record.versions), storage_key=key,
                                 message=f"already archived as record {record.id} "
-                                        "(same SHA-256); not stored again")
+                                        "(same content); not stored again")
 
     def _refuse(self, path: Path, reason: str, *, sender_org: str | None,
                 digests: dict[str, str] | None = None, size: int | None = None,
@@ -299,12 +349,15 @@ class IngestService:
                                 submission.id, report)
 
     def _premis_events(self, now, path: Path, fmt: FormatId, digests: dict,
-                       content_path: str) -> list[PremisEvent]:
+                       content_path: str, *, reveal_digests: bool) -> list[PremisEvent]:
         agent = str(self.principal)
-        algos = ", ".join(f"{a}={digests[a]}" for a in self.algorithms)
+        # R-CLASS-1: plaintext digests of classified content never leave in clear.
+        algos = (", ".join(f"{a}={digests[a]}" for a in self.algorithms) if reveal_digests
+                 else "kept encrypted with the file's data key")
         return [
             PremisEvent(str(uuid.uuid4()), "message digest calculation", now, agent,
-                        "success", f"digests of {path.name} computed on receipt: {algos}",
+                        "success", f"digests of {path.name if reveal_digests else 'the original'}"
+                        f" computed on receipt: {algos}",
                         [content_path]),
             PremisEvent(str(uuid.uuid4()), "format identification", now, agent,
                         "success" if fmt.puid else "warning",
