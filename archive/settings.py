@@ -103,6 +103,7 @@ class SignaturesSection:
     fetch_timeout: int
     tsa_url: str
     allow_fetching: bool
+    enforce: bool
 
 
 @dataclass(frozen=True)

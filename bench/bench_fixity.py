@@ -71,7 +71,7 @@ def main() -> None:
     from tests.conftest import sample_metadata
 
     with tempfile.TemporaryDirectory(prefix="bench-fixity-") as tmp:
-        env = {"ARCHIVE_ARCHIVE__DATA_DIR": tmp}
+        env = {"ARCHIVE_ARCHIVE__DATA_DIR": tmp, "ARCHIVE_SIGNATURES__ENFORCE": "false"}
         init_archive(env)
         settings = load_settings(environ=env)
         instance = ArchiveInstance(settings)

@@ -200,9 +200,12 @@ def demo_seed(if_empty: bool, as_json: bool) -> None:
     paths = write_samples(folder, datetime.now(UTC).date())
     service = IngestService(settings, instance.catalog, instance.store, principal=principal)
     results = []
-    for path in paths:
-        meta, source = load_sidecar(path)
-        results.append(service.ingest(path, meta, source).to_dict())
+    try:
+        for path in paths:
+            meta, source = load_sidecar(path)
+            results.append(service.ingest(path, meta, source).to_dict())
+    finally:
+        service.close()
     instance.checkpoint_after_command()
     emit({"seeded": len(results), "records": results}, as_json,
          lambda d: click.echo(f"demo: ingested {d['seeded']} DEMO documents from {folder}"))

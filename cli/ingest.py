@@ -91,6 +91,8 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, workers: int | N
                     on_result(result)
             except KeyboardInterrupt:
                 summary.interrupted = True
+            finally:
+                service.close()
         else:
             summary = run_bulk(files, workers=workers, principal=principal,
                                config_file=ctx.config_file, on_result=on_result)

@@ -8,6 +8,7 @@ a re-run reports already archived files as duplicates instead of storing them ag
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 from collections.abc import Callable, Iterable
@@ -61,8 +62,10 @@ def _init_worker(environ: dict, config_file: str | None, principal: Principal) -
 
     instance = ArchiveInstance(load_settings(config_file))
     _worker_state["parent"] = os.getppid()
-    _worker_state["service"] = IngestService(instance.settings, instance.catalog,
-                                             instance.store, principal=principal)
+    service = IngestService(instance.settings, instance.catalog, instance.store,
+                            principal=principal)
+    _worker_state["service"] = service
+    atexit.register(service.close)
 
 
 def _work(path: str) -> dict:

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from asn1crypto import x509 as asn1_x509
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ from archive import audit
 from archive.bag import AipSpec, PayloadFile, PremisAgent, PremisEvent, build_aip, safe_payload_name
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
-from archive.digests import HashingWriter, hash_stream
+from archive.digests import HashingWriter, hash_bytes, hash_stream
 from archive.errors import (
     ArchiveError,
     EncryptionKeyError,
@@ -44,8 +45,12 @@ from archive.storage import ObjectStore
 from archive.submissions import record_refusal
 from ingest.classified import ENCRYPTED_NAME, encrypt_original, keyed_fingerprint, vault_for
 from ingest.formats import FormatId, identify
+from ingest.signature_gate import REPORT_PATH, SignatureGate
+from ingest.signatures import TrustConfig
+from ingest.timestamps import HttpTimestamper, verify_token
 
 SOFTWARE = "kho-luu-tru-so archive 0.1"
+ARCHIVE_TIMESTAMP_PATH = "tags/timestamps/manifest-sha256.txt.tsr"
 
 
 @dataclass
@@ -98,6 +103,10 @@ class IngestService:
         self.algorithms = tuple(a.lower() for a in settings.fixity.algorithms)
         # Widens the windows between steps so crash tests can kill at every phase.
         self._slowdown = float(os.environ.get("ARCHIVE_INGEST_SLOWDOWN", "0") or 0)
+        self.gate = SignatureGate(settings, catalog)
+
+    def close(self) -> None:
+        self.gate.close()
 
     # ---- public -------------------------------------------------------------------
 
@@ -160,6 +169,13 @@ class IngestService:
                          report={"format": {"puid": fmt.puid, "name": fmt.name,
                                             "mime_type": fmt.mime_type}})
 
+        # R-SIG-2: every signature validated on receipt; the type's policy decides.
+        gate = self.gate.check(staged, meta)
+        if not gate.accepted:
+            self._refuse(path, gate.reason, sender_org=meta.issuing_org, digests=digests,
+                         size=size, report=gate.to_dict())
+        self._pause("validated")
+
         record_id = str(uuid.uuid4())
         version = 1
         events = self._premis_events(now, path, fmt, digests,
@@ -188,21 +204,62 @@ class IngestService:
                                   original_name=path.name, size=size, digests=digests,
                                   format_puid=fmt.puid, format_name=fmt.name,
                                   mime_type=fmt.mime_type)
+        events.append(PremisEvent(
+            str(uuid.uuid4()), "validation", now, str(self.principal),
+            "success" if not gate.reason else "warning",
+            gate.summary + ("" if not gate.reason else
+                            f" (archived although: {gate.reason}; signatures.enforce is off)"),
+            [content_path]))
+        payloads = [payload, *self._gate_files(gate, staging)]
         try:
             return self._package_store_register(
-                path, meta, fmt, record_id, version, now, content_path, payload, events,
+                path, meta, fmt, record_id, version, now, content_path, payloads, events,
                 fingerprints[-1], encrypted, staging)
         except BaseException:
             if encrypted is not None:  # nothing registered: its data key must not linger
                 vault.destroy_data_key(encrypted.metadata["dek_id"])
             raise
 
+    def _gate_files(self, gate, staging: Path) -> list[PayloadFile]:
+        """The signature report and validation material, as payload of the AIP (R-TS-1)."""
+        files = []
+        for bag_path, data in gate.files.items():
+            source = staging / bag_path.rsplit("/", 1)[-1]
+            source.write_bytes(data)
+            files.append(PayloadFile(source=source, bag_path=bag_path,
+                                     role="sig-report" if bag_path == REPORT_PATH
+                                     else "sig-evidence",
+                                     original_name=source.name, size=len(data),
+                                     digests=hash_bytes(data, self.algorithms),
+                                     format_name="JSON", mime_type="application/json"))
+        return files
+
+    def _seal(self) -> tuple[object, list]:
+        """The manifest sealer (an RFC 3161 token over manifest-sha256.txt) and the list
+        its verified token info lands in; no sealer when no TSA is configured."""
+        url = self.settings.signatures.tsa_url
+        if not url:
+            return None, []
+        stamper = HttpTimestamper(url, timeout=self.settings.signatures.fetch_timeout)
+        roots = [asn1_x509.Certificate.load(der) for der in
+                 TrustConfig.from_settings(self.settings.signatures).trust_roots]
+        sealed: list = []
+
+        def seal(manifests: dict[str, bytes]) -> dict[str, bytes]:
+            data = manifests["manifest-sha256.txt"]
+            token = stamper.timestamp(data)
+            sealed.append(verify_token(token, data, roots))  # R-TS-1: verified at once
+            return {ARCHIVE_TIMESTAMP_PATH: token}
+
+        return seal, sealed
+
     def _package_store_register(self, path, meta, fmt, record_id, version, now,
-                                content_path, payload, events, fingerprint, encrypted,
+                                content_path, payloads, events, fingerprint, encrypted,
                                 staging) -> IngestResult:
+        payload = payloads[0]
         spec = AipSpec(
             record_id=record_id, version=version, metadata=meta.to_json(),
-            files=[payload],
+            files=payloads,
             events=events,
             agents=[PremisAgent(SOFTWARE, SOFTWARE, "software"),
                     PremisAgent(str(self.principal), self.principal.display or
@@ -210,7 +267,8 @@ class IngestService:
                     PremisAgent(meta.issuing_org, meta.issuing_org, "organisation")],
             source_organization=self.settings.archive.source_organization,
             algorithms=self.algorithms, created_at=now, software=SOFTWARE)
-        built = build_aip(spec, staging)
+        seal, sealed = self._seal()
+        built = build_aip(spec, staging, seal_manifests=seal)
         self._pause("built")
 
         key = aip_key(record_id, version)
@@ -266,6 +324,14 @@ class IngestService:
                                       occurred_at=ev.occurred_at, agent=ev.agent,
                                       outcome=ev.outcome, detail=ev.detail,
                                       data={"in_aip_version": version}))
+                for token in sealed:
+                    session.add(Event(
+                        id=str(uuid.uuid4()), record_id=record_id, event_type="timestamping",
+                        occurred_at=token.time, agent=str(self.principal), outcome="success",
+                        detail=f"RFC 3161 archive timestamp over manifest-sha256.txt by "
+                               f"{token.tsa} at {token.time.isoformat()} "
+                               f"({'trusted' if token.trusted else 'TSA not trusted'})",
+                        data={"token": ARCHIVE_TIMESTAMP_PATH, **token.to_dict()}))
                 session.add(Event(
                     id=str(uuid.uuid4()), record_id=record_id, event_type="fixity check",
                     occurred_at=verified_at, agent=str(self.principal), outcome="success",

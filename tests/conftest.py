@@ -109,6 +109,11 @@ def sample_metadata(**overrides) -> dict:
 def _base_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
     env["ARCHIVE_ARCHIVE__DATA_DIR"] = str(tmp_path / "data")
+    # Storage, fixity and catalog tests use unsigned sample PDFs: signature enforcement
+    # is off for them (the report is still made and stored). Signed ingest, with
+    # enforcement on, is tested against the test PKI in test_signed_ingest.py.
+    env["ARCHIVE_SIGNATURES__ENFORCE"] = "false"
+    env["ARCHIVE_SIGNATURES__ALLOW_FETCHING"] = "false"
     return env
 
 
