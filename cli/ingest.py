@@ -48,8 +48,11 @@ def ingest(paths: tuple[Path, ...], metadata_file: Path | None, workers: int | N
     """
     from archive.errors import InputError
     from archive.principal import Principal
+    from cli.signatures import _silence_pyhanko
     from ingest.bulk import ingest_one, run_bulk
     from ingest.services import IngestService
+
+    _silence_pyhanko()
 
     files = _expand(paths)
     if metadata_file is not None and len(files) != 1:

@@ -73,6 +73,25 @@ def check(file: str, at: str | None, trust_roots: tuple[str, ...], offline: bool
     sys.exit(EXIT_OK if report.verdict == "valid" else EXIT_PROBLEM)
 
 
+@signatures.command("revalidate")
+@click.argument("record_id")
+@json_option
+@handle_errors
+def revalidate(record_id: str, as_json: bool) -> None:
+    """Re-check an archived record's signatures offline, from the validation material
+    stored in its AIP, at the time of its archive timestamp (R-TS-1). Exit 0 valid,
+    1 not valid."""
+    from archive.principal import Principal
+    from ingest.revalidation import revalidate_record
+
+    _silence_pyhanko()
+    instance = click.get_current_context().obj.instance
+    report, context = revalidate_record(instance, Principal.cli_operator(), record_id)
+    data = report.to_dict() | {"record_id": record_id, **context}
+    emit(data, as_json, _print_report)
+    sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)
+
+
 def _print_report(d: dict) -> None:
     click.echo(f"verdict: {d['verdict'].upper()}  ({d['source']}, {d['size']} bytes, "
                f"sha256 {d['sha256'][:16]}…)")
