@@ -94,15 +94,16 @@ def test_person_and_organisation_document_is_archived_with_evidence(signed_env, 
     assert sum(after.values()) > sum(before.values())  # OCSP/CRL/TSA really fetched
     assert pki.requests.tsa >= 1
 
-    with signed_env.instance().store.open(result["storage_key"]) as fh:
-        tar = tarfile.open(fileobj=io.BytesIO(fh.read()))
-    names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    with signed_env.instance().store.open(result["storage_key"]) as fh, \
+            tarfile.open(fileobj=io.BytesIO(fh.read())) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+        report = json.loads(tar.extractfile(f"{rid}.v1/data/signatures/report.json").read())
+        evidence = json.loads(tar.extractfile(
+            f"{rid}.v1/data/signatures/evidence.json").read())
     assert {"data/signatures/report.json", "data/signatures/evidence.json",
             "tags/timestamps/manifest-sha256.txt.tsr"} <= names
-    report = json.loads(tar.extractfile(f"{rid}.v1/data/signatures/report.json").read())
     roles = sorted(s["role"] for s in report["signatures"]["signatures"])
     assert roles == ["organisation", "person"] and report["policy"]["ok"]
-    evidence = json.loads(tar.extractfile(f"{rid}.v1/data/signatures/evidence.json").read())
     assert evidence["certificates"] and (evidence["ocsp_responses"] or evidence["crls"])
 
     history = signed_env.json("records", "history", rid)["events"]
@@ -212,3 +213,35 @@ def test_unsigned_environment_default_is_enforcing(tmp_path):
     env = {k: v for k, v in _base_env(tmp_path).items()
            if k != "ARCHIVE_SIGNATURES__ENFORCE"}
     assert load_settings(environ=env).signatures.enforce is True
+
+
+@pytest.mark.parametrize("case, verdict, code", [
+    ("person_org_t", "valid", None),
+    ("metadata_updated_after_signing", "valid", None),
+    ("signed_before_revocation", "valid", None),
+    ("revoked", "invalid", "revoked"),
+    ("revoked_before_signing", "invalid", "revoked"),
+    ("expired", "invalid", "expired"),
+    ("not_yet_valid", "invalid", "not_yet_valid"),
+    ("untrusted", "invalid", "untrusted"),
+    ("no_non_repudiation", "invalid", "key_usage"),
+    ("tampered", "invalid", "integrity"),
+    ("page_added_after_signing", "invalid", "modified"),
+    ("unsigned", "unsigned", "unsigned"),
+    ("garbage", "malformed", "malformed"),
+])
+def test_signatures_check_gives_each_pki_case_its_verdict(local_archive, pki, signed_pdfs,
+                                                          case, verdict, code):
+    """`archive signatures check` (no ingest) against the live OCSP/CRL/TSA."""
+    local_archive.env["ARCHIVE_SIGNATURES__ALLOW_FETCHING"] = "true"
+    result = local_archive.invoke("signatures", "check", str(signed_pdfs.path(case)),
+                                  "--trust-root", str(pki.trust_roots_path), "--json")
+    assert result.exit_code == (0 if verdict == "valid" else 1), result.output
+    report = json.loads(result.stdout)
+    assert report["verdict"] == verdict
+    if code:
+        found = {p["code"] for p in report["problems"]}
+        for sig in report["signatures"]:
+            found |= {p["code"] for p in sig["problems"]}
+        assert code in found, found
+    assert "Traceback" not in result.stderr
