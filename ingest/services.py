@@ -104,9 +104,13 @@ class IngestService:
         # Widens the windows between steps so crash tests can kill at every phase.
         self._slowdown = float(os.environ.get("ARCHIVE_INGEST_SLOWDOWN", "0") or 0)
         self.gate = SignatureGate(settings, catalog)
+        self._stamper: HttpTimestamper | None = None
 
     def close(self) -> None:
         self.gate.close()
+        if self._stamper is not None:
+            self._stamper.close()
+            self._stamper = None
 
     # ---- public -------------------------------------------------------------------
 
@@ -240,7 +244,9 @@ class IngestService:
         url = self.settings.signatures.tsa_url
         if not url:
             return None, []
-        stamper = HttpTimestamper(url, timeout=self.settings.signatures.fetch_timeout)
+        if self._stamper is None:  # one kept-alive TSA session per ingest process
+            self._stamper = HttpTimestamper(url, timeout=self.settings.signatures.fetch_timeout)
+        stamper = self._stamper
         roots = [asn1_x509.Certificate.load(der) for der in
                  TrustConfig.from_settings(self.settings.signatures).trust_roots]
         sealed: list = []

@@ -54,25 +54,46 @@ class Timestamper(Protocol):
 
 
 class _PyHankoTimestamper:
+    """Runs pyHanko's async timestamper on one event loop kept for its lifetime."""
+
     def __init__(self, stamper, name: str):
         self._stamper = stamper
+        self._loop = asyncio.new_event_loop()
         self.name = name
 
     def timestamp(self, data: bytes) -> bytes:
         digest = hashlib.new(DIGEST, data).digest()
         try:
-            token = asyncio.run(self._stamper.async_timestamp(digest, DIGEST))
+            token = self._loop.run_until_complete(
+                self._stamper.async_timestamp(digest, DIGEST))
         except (TimeoutError, TimestampRequestError, OSError, aiohttp.ClientError) as exc:
             raise TimestampUnavailable(f"timestamp authority {self.name} failed: {exc}") \
                 from exc
         return token.dump()
 
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.close()
+
 
 class HttpTimestamper(_PyHankoTimestamper):
-    """The configured TSA over HTTP (``signatures.tsa_url``)."""
+    """The configured TSA over HTTP (``signatures.tsa_url``), one kept-alive session."""
 
     def __init__(self, url: str, timeout: int = 10):
-        super().__init__(HTTPTimeStamper(url, timeout=timeout), url)
+        loop = asyncio.new_event_loop()
+        self._session = loop.run_until_complete(_new_session())
+        super().__init__(HTTPTimeStamper(url, timeout=timeout, session=self._session), url)
+        self._loop.close()
+        self._loop = loop
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._loop.run_until_complete(self._session.close())
+        super().close()
+
+
+async def _new_session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession()
 
 
 class LocalTimestamper(_PyHankoTimestamper):

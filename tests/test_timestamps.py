@@ -59,6 +59,7 @@ def test_token_covers_the_bytes_and_is_trusted(tsa):
     root, cert, key = tsa
     stamper = LocalTimestamper(cert, key)
     token = stamper.timestamp(b"manifest bytes")
+    stamper.close()
     info = verify_token(token, b"manifest bytes", [root])
     assert info.trusted and info.digest_algorithm == "sha256"
     assert abs((info.time - datetime.now(UTC)).total_seconds()) < 60
@@ -67,7 +68,9 @@ def test_token_covers_the_bytes_and_is_trusted(tsa):
 
 def test_token_over_other_bytes_is_refused(tsa):
     root, cert, key = tsa
-    token = LocalTimestamper(cert, key).timestamp(b"manifest bytes")
+    stamper = LocalTimestamper(cert, key)
+    token = stamper.timestamp(b"manifest bytes")
+    stamper.close()
     with pytest.raises(IntegrityError):
         verify_token(token, b"manifest bytes, changed", [root])
 
@@ -75,7 +78,9 @@ def test_token_over_other_bytes_is_refused(tsa):
 def test_untrusted_tsa_is_reported(tsa):
     root, cert, key = tsa
     other_root, _, _ = make_tsa("Other")
-    token = LocalTimestamper(cert, key).timestamp(b"x")
+    stamper = LocalTimestamper(cert, key)
+    token = stamper.timestamp(b"x")
+    stamper.close()
     assert verify_token(token, b"x", [other_root]).trusted is False
 
 
@@ -89,5 +94,26 @@ def test_unreachable_tsa_is_a_clear_error():
     from tests.services.common import free_port
 
     stamper = HttpTimestamper(f"http://127.0.0.1:{free_port()}/tsa", timeout=2)
-    with pytest.raises(TimestampUnavailable, match="timestamp authority"):
-        stamper.timestamp(b"x")
+    try:
+        with pytest.raises(TimestampUnavailable, match="timestamp authority"):
+            stamper.timestamp(b"x")
+    finally:
+        stamper.close()
+
+
+def test_http_tsa_of_the_test_pki_keeps_one_session(pki):
+    """Tokens from the real (served) TSA, several over one kept-alive session."""
+    from asn1crypto import x509 as asn1_x509
+
+    from ingest.timestamps import HttpTimestamper
+
+    root = asn1_x509.Certificate.load(pki.cert_der("root"))
+    stamper = HttpTimestamper(pki.tsa_url)
+    try:
+        before = pki.requests.tsa
+        for i in range(3):
+            token = stamper.timestamp(b"manifest %d" % i)
+            assert verify_token(token, b"manifest %d" % i, [root]).trusted
+        assert pki.requests.tsa == before + 3
+    finally:
+        stamper.close()
