@@ -19,8 +19,6 @@ response).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 import json
 import os
@@ -36,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
 from archive.digests import CHUNK, DEFAULT_ALGORITHMS, MultiHasher
 from archive.errors import DecryptionFailed, InputError
-from archive.keystore import KeyVault
+from archive.keystore import KeyVault, b64, unb64
 
 ALGORITHM = "AES-256-GCM"
 LAYOUT = "ciphertext||tag"
@@ -107,11 +105,11 @@ def encrypt_stream(source: BinaryIO, target: BinaryIO, vault: KeyVault, *, aad: 
         "algorithm": ALGORITHM,
         "dek_id": data_key.dek_id,
         "kek_id": data_key.kek_id,
-        "nonce": _b64(nonce),
+        "nonce": b64(nonce),
         "aad": aad,
         "layout": LAYOUT,
         "tag_length": TAG_BYTES,
-        "plaintext_digests": {"nonce": _b64(sealed_nonce), "ciphertext": _b64(sealed)},
+        "plaintext_digests": {"nonce": b64(sealed_nonce), "ciphertext": b64(sealed)},
     }
     return EncryptionResult(metadata=metadata, size=stored.size, digests=stored.hexdigests(),
                             plaintext_size=plain.size, plaintext_digests=summary["digests"])
@@ -166,8 +164,8 @@ def decrypt_plaintext_digests(metadata: dict, vault: KeyVault) -> dict:
     only: duplicate detection, verifying a decrypted copy)."""
     _, aad = _check_metadata(metadata)
     sealed = metadata.get("plaintext_digests")
-    nonce = _unb64(sealed.get("nonce")) if isinstance(sealed, dict) else None
-    blob = _unb64(sealed.get("ciphertext")) if isinstance(sealed, dict) else None
+    nonce = unb64(sealed.get("nonce")) if isinstance(sealed, dict) else None
+    blob = unb64(sealed.get("ciphertext")) if isinstance(sealed, dict) else None
     if nonce is None or blob is None or len(nonce) != NONCE_BYTES:
         raise DecryptionFailed(aad, "encryption metadata has no valid plaintext_digests")
     key = vault.data_key(metadata["dek_id"]).key
@@ -267,7 +265,7 @@ def _check_metadata(metadata: dict) -> tuple[bytes, str]:
         raise DecryptionFailed(aad, f"unsupported encryption: {metadata.get('algorithm')!r}"
                                     f" layout {metadata.get('layout')!r} version "
                                     f"{metadata.get('version')!r}")
-    nonce = _unb64(metadata.get("nonce"))
+    nonce = unb64(metadata.get("nonce"))
     if nonce is None or len(nonce) != NONCE_BYTES:
         raise DecryptionFailed(aad, "encryption metadata has no valid 96-bit nonce")
     if not isinstance(metadata.get("dek_id"), str):
@@ -282,16 +280,3 @@ def _digests_aad(aad: str) -> bytes:
 
 def _json(data: dict) -> bytes:
     return json.dumps(data, sort_keys=True).encode("utf-8")
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def _unb64(value) -> bytes | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        return None

@@ -197,7 +197,7 @@ class KeyVault:
                     report.problems.append({"dek_id": dek_id, "message": exc.message,
                                             "kek_id": (entry or {}).get("kek_id", "")})
                     continue
-                entry.update(kek_id=new_id, wrapped_key=_b64(aes_key_wrap(new_kek, key)),
+                entry.update(kek_id=new_id, wrapped_key=b64(aes_key_wrap(new_kek, key)),
                              rewrapped=self._now())
                 self._replace_vault_entry(dek_id, entry)
                 report.rewrapped += 1
@@ -236,7 +236,7 @@ class KeyVault:
             key = secrets.token_bytes(KEY_BYTES)
             dek_id = f"dek-{uuid.uuid4().hex}"
             entry = {"dek_id": dek_id, "kek_id": kek_id, "wrap": WRAP_ALGORITHM,
-                     "wrapped_key": _b64(aes_key_wrap(kek, key)), "created": self._now()}
+                     "wrapped_key": b64(aes_key_wrap(kek, key)), "created": self._now()}
             _ensure_private_dir(self.vault_dir)
             _write_new(self.vault_dir / f"{dek_id}.json", _json_bytes(entry))
             return DataKey(dek_id, kek_id, key)
@@ -327,7 +327,7 @@ class KeyVault:
         existing = [int(k.split("-")[1]) for k in self._kek_records()]
         kek_id = f"kek-{max(existing, default=0) + 1:06d}-{secrets.token_hex(4)}"
         record = {"kek_id": kek_id, "algorithm": "AES-256", "created": self._now(),
-                  "key": _b64(secrets.token_bytes(KEY_BYTES))}
+                  "key": b64(secrets.token_bytes(KEY_BYTES))}
         _ensure_private_dir(self.kek_dir)
         _write_new(self.kek_dir / f"{kek_id}{KEK_SUFFIX}", _json_bytes(record))
         self._write_active(kek_id)
@@ -363,7 +363,7 @@ class KeyVault:
 
     def _load_kek(self, kek_id: str) -> bytes:
         path = self.kek_dir / f"{kek_id}{KEK_SUFFIX}"
-        key = _unb64(self._read_kek_file(kek_id).get("key"))
+        key = unb64(self._read_kek_file(kek_id).get("key"))
         if key is None or len(key) != KEY_BYTES:
             raise KeyUnusable(kek_id, str(path), "key material is not 32 bytes of base64")
         return key
@@ -388,7 +388,7 @@ class KeyVault:
     def _unwrap(self, entry: dict) -> bytes:
         dek_id, kek_id = entry["dek_id"], entry["kek_id"]
         path = str(self.vault_dir / f"{dek_id}.json")
-        wrapped = _unb64(entry.get("wrapped_key"))
+        wrapped = unb64(entry.get("wrapped_key"))
         if wrapped is None:
             raise KeyUnusable(dek_id, path, "wrapped key is not base64")
         try:
@@ -421,11 +421,13 @@ def _check_id(value: str, pattern: re.Pattern, what: str) -> None:
         raise InputError(f"not a {what} id: {value!r}")
 
 
-def _b64(data: bytes) -> str:
+def b64(data: bytes) -> str:
+    """Base64 text of ``data`` (key files and encryption metadata)."""
     return base64.b64encode(data).decode("ascii")
 
 
-def _unb64(value) -> bytes | None:
+def unb64(value) -> bytes | None:
+    """Bytes of base64 text, or None when it is not strict base64."""
     if not isinstance(value, str):
         return None
     try:
