@@ -245,3 +245,17 @@ def test_signatures_check_gives_each_pki_case_its_verdict(local_archive, pki, si
             found |= {p["code"] for p in sig["problems"]}
         assert code in found, found
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("name", ["recursive", "deep nesting", "wrong escapes",
+                                  "signature field junk", "broken xref"])
+def test_hostile_pdfs_are_refused_clearly_through_ingest(signed_env, tmp_path, name):
+    """Malformed or hostile PDFs get a refusal with a report, never a traceback."""
+    from tests.test_signatures_unit import HOSTILE
+
+    path = tmp_path / "hostile.pdf"
+    path.write_bytes(HOSTILE[name])
+    code, result = _submit(signed_env, path, name.replace(" ", "-"), doc_type="bien-ban")
+    assert code == 3, result
+    assert result["report"]["reason"]
+    assert signed_env.json("records", "list")["total"] == 0
