@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("sha256", "sha512")
@@ -31,24 +31,29 @@ class MultiHasher:
         return {name: h.hexdigest() for name, h in self._hashes.items()}
 
 
+def read_chunks(stream: BinaryIO, chunk_size: int = CHUNK) -> Iterator[memoryview | bytes]:
+    """Yield ``stream`` in chunks of at most ``chunk_size`` bytes until its end.
+
+    Uses ``readinto`` into one reused buffer when the stream has it: each chunk is only
+    valid until the next one is requested (consume it at once: hash, write, encrypt).
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None:
+        while data := stream.read(chunk_size):
+            yield data
+        return
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    while n := readinto(view):
+        yield view[:n]
+
+
 def hash_stream(stream: BinaryIO, algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
                 chunk_size: int = CHUNK) -> tuple[int, dict[str, str]]:
     """Read ``stream`` to its end; return (size, {algorithm: hex})."""
     hasher = MultiHasher(algorithms)
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
-    readinto = getattr(stream, "readinto", None)
-    while True:
-        if readinto is not None:
-            n = readinto(buf)
-            if not n:
-                break
-            hasher.update(view[:n])
-        else:
-            data = stream.read(chunk_size)
-            if not data:
-                break
-            hasher.update(data)
+    for chunk in read_chunks(stream, chunk_size):
+        hasher.update(chunk)
     return hasher.size, hasher.hexdigests()
 
 

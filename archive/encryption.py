@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.ciphers.algorithms import AES
 
-from archive.digests import CHUNK, DEFAULT_ALGORITHMS, MultiHasher
+from archive.digests import CHUNK, DEFAULT_ALGORITHMS, MultiHasher, read_chunks
 from archive.errors import DecryptionFailed, InputError
 from archive.keystore import KeyVault, b64, unb64
 
@@ -78,14 +78,9 @@ def encrypt_stream(source: BinaryIO, target: BinaryIO, vault: KeyVault, *, aad: 
         encryptor.authenticate_additional_data(aad.encode("utf-8"))
         plain = MultiHasher(algorithms)
         stored = MultiHasher(algorithms)
-        buf = bytearray(chunk_size)
-        view = memoryview(buf)
-        while True:
-            n = _read_into(source, buf, view)
-            if not n:
-                break
-            plain.update(view[:n])
-            out = encryptor.update(view[:n])
+        for chunk in read_chunks(source, chunk_size):
+            plain.update(chunk)
+            out = encryptor.update(chunk)
             stored.update(out)
             target.write(out)
         tail = encryptor.finalize() + encryptor.tag
@@ -244,15 +239,6 @@ class DecryptingReader(io.RawIOBase):
 
 
 # ---- internals ----------------------------------------------------------------------
-
-
-def _read_into(source: BinaryIO, buf: bytearray, view: memoryview) -> int:
-    readinto = getattr(source, "readinto", None)
-    if readinto is not None:
-        return readinto(buf) or 0
-    data = source.read(len(buf))
-    view[:len(data)] = data
-    return len(data)
 
 
 def _check_metadata(metadata: dict) -> tuple[bytes, str]:

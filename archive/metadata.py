@@ -134,19 +134,17 @@ def validate_metadata(
     out["title"] = text("title", 500)
     out["notes"] = text("notes", 4000, multiline=True)
 
-    doc_type = text("doc_type", 50)
-    if doc_type is not None and doc_type not in settings.document_types:
-        bad("doc_type", f"unknown document type {doc_type!r} (configured: "
-                        + ", ".join(sorted(settings.document_types)) + ")")
-        doc_type = None
-    out["doc_type"] = doc_type
+    def configured(name: str, max_len: int, table, what: str) -> str | None:
+        value = text(name, max_len)
+        if value is not None and value not in table:
+            bad(name, f"unknown {what} {value!r} (configured: "
+                      + ", ".join(sorted(table)) + ")")
+            return None
+        return value
 
-    rule = text("retention_rule", 32)
-    if rule is not None and rule not in settings.retention:
-        bad("retention_rule", f"unknown retention rule {rule!r} (configured: "
-                              + ", ".join(sorted(settings.retention)) + ")")
-        rule = None
-    out["retention_rule"] = rule
+    out["doc_type"] = configured("doc_type", 50, settings.document_types, "document type")
+    out["retention_rule"] = configured("retention_rule", 32, settings.retention,
+                                       "retention rule")
 
     language = text("language", 8)
     if language is not None:

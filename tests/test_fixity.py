@@ -46,6 +46,21 @@ def _raw_delete(aenv, key: str) -> None:
         aenv.instance().store.delete(key)
 
 
+def _original(aenv, record_id: str) -> tuple[str, int]:
+    """Bag path of the record's original and where its bytes start in the stored object."""
+    from sqlalchemy import select
+
+    from archive.models import PackageVersion, StoredFile
+
+    with aenv.instance().catalog.unit_of_work(snapshot=True) as session:
+        row = session.execute(
+            select(StoredFile.path, StoredFile.offset)
+            .join(PackageVersion, PackageVersion.id == StoredFile.package_id)
+            .where(PackageVersion.record_id == record_id, StoredFile.role == "original")
+        ).one()
+    return row.path, row.offset
+
+
 def _read(aenv, key: str) -> bytes:
     with aenv.instance().store.open(key) as fh:
         return fh.read()
@@ -67,17 +82,7 @@ def test_damage_is_found_and_named(archive_env, damage):
     key = f"aip/{bad}/v0001.tar"
     data = bytearray(_read(archive_env, key))
     if damage == "flip-payload-byte":
-        shown = archive_env.json("records", "show", bad)
-        original = next(f for f in shown["versions"][0]["files"] if f["role"] == "original")
-
-        with archive_env.instance().catalog.unit_of_work(snapshot=True) as session:
-            from sqlalchemy import select
-
-            from archive.models import StoredFile
-
-            offset = session.scalar(
-                select(StoredFile.offset).where(StoredFile.path == original["path"])
-            )
+        original_path, offset = _original(archive_env, bad)
         data[offset + 10] ^= 0x01
         _raw_rewrite(archive_env, key, bytes(data))
     elif damage == "flip-header-byte":
@@ -102,7 +107,7 @@ def test_damage_is_found_and_named(archive_env, damage):
     else:
         assert codes == {"digest"}
     if damage == "flip-payload-byte":
-        assert [d["path"] for d in package["damaged_files"]] == [original["path"]]
+        assert [d["path"] for d in package["damaged_files"]] == [original_path]
 
     human = archive_env.invoke("fixity", "check", bad)
     assert human.exit_code == 1
@@ -118,16 +123,7 @@ def test_download_of_damaged_original_stops_with_error(local_archive, tmp_path):
     [rid] = _ingest(local_archive, 1)
     key = f"aip/{rid}/v0001.tar"
     data = bytearray(_read(local_archive, key))
-    shown = local_archive.json("records", "show", rid)
-    original = next(f for f in shown["versions"][0]["files"] if f["role"] == "original")
-    from sqlalchemy import select
-
-    from archive.models import StoredFile
-
-    with local_archive.instance().catalog.unit_of_work(snapshot=True) as session:
-        offset = session.scalar(
-            select(StoredFile.offset).where(StoredFile.path == original["path"])
-        )
+    _, offset = _original(local_archive, rid)
     data[offset + 5] ^= 0xFF
     _raw_rewrite(local_archive, key, bytes(data))
     target = tmp_path / "copy.pdf"

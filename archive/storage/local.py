@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from archive.digests import CHUNK, DEFAULT_ALGORITHMS, MultiHasher
+from archive.digests import CHUNK, DEFAULT_ALGORITHMS, MultiHasher, read_chunks
 from archive.errors import (
     FixityMismatch,
     InputError,
@@ -125,19 +125,7 @@ class LocalStore:
     def _copy(self, stream: BinaryIO, out: BinaryIO, hasher: MultiHasher, tmp: Path) -> None:
         # Errors reading the caller's stream are the caller's and propagate unchanged;
         # errors writing our temp file become StorageError.
-        buf = bytearray(self.chunk_size)
-        view = memoryview(buf)
-        readinto = getattr(stream, "readinto", None)
-        while True:
-            if readinto is not None:
-                n = readinto(view)
-                if not n:
-                    break
-                chunk = view[:n]
-            else:
-                chunk = stream.read(self.chunk_size)
-                if not chunk:
-                    break
+        for chunk in read_chunks(stream, self.chunk_size):
             hasher.update(chunk)
             self._os(f"write {tmp}", out.write, chunk)
 
