@@ -23,7 +23,13 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 
-from archive.errors import ArchiveError, ConfigError, DatabaseUnavailable, NotInitialised
+from archive.errors import (
+    AccessDenied,
+    ArchiveError,
+    ConfigError,
+    DatabaseUnavailable,
+    NotInitialised,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30
@@ -116,11 +122,32 @@ def unit_of_work(factory: sessionmaker[Session], *, snapshot: bool = False
             raise DatabaseUnavailable(safe_url(str(engine.url)), _reason(exc)) from exc
         yield session
         session.commit()
+    except AccessDenied as exc:
+        session.rollback()
+        session.close()
+        log_denial(factory, exc)
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def log_denial(factory: sessionmaker[Session], exc: AccessDenied) -> None:
+    """Write a denial to the audit log in its own transaction, once (R-AUDIT-1).
+
+    The use case that was refused rolls back, but the attempt must stay on record.
+    """
+    if exc.logged:
+        return
+    from archive import audit
+
+    d = exc.denial
+    with unit_of_work(factory) as session:
+        audit.append(session, d.principal, d.action, d.target, outcome="denied",
+                     detail={"reason": d.reason}, client=exc.client)
+    exc.logged = True
 
 
 class Catalog:
@@ -145,6 +172,10 @@ class Catalog:
 
     def unit_of_work(self, *, snapshot: bool = False):
         return unit_of_work(self.sessions, snapshot=snapshot)
+
+    def log_denial(self, exc: AccessDenied) -> None:
+        """Audit a denial that was raised outside any unit of work (once)."""
+        log_denial(self.sessions, exc)
 
     def require_current(self) -> None:
         require_current(self.engine)

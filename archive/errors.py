@@ -110,11 +110,25 @@ class _Denial:
 
 
 class AccessDenied(Refused):
-    """The policy decision point denied an action to a principal."""
+    """The policy decision point denied an action to a principal.
 
-    def __init__(self, principal: str, action: str, target: str, reason: str):
+    ``logged`` becomes true once the denial is in the audit log (R-AUDIT-1): a unit of
+    work that sees it go by writes it; a surface that catches one not yet logged
+    writes it itself.
+    """
+
+    def __init__(self, principal: str, action: str, target: str, reason: str, *,
+                 client: str = ""):
         self.denial = _Denial(principal, action, target, reason)
+        self.client = client
+        self.logged = False
         super().__init__(f"{principal} may not {action} {target}: {reason}")
+
+    def to_dict(self) -> dict:
+        d = super().to_dict()
+        d.update(action=self.denial.action, target=self.denial.target,
+                 reason=self.denial.reason)
+        return d
 
 
 # ---- catalog database ---------------------------------------------------------------

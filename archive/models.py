@@ -309,3 +309,90 @@ class Notification(Base):
     related: Mapped[str | None] = mapped_column(String(200))  # e.g. submission:<id>
     channel: Mapped[str] = mapped_column(String(32), default="recorded")
     status: Mapped[str] = mapped_column(String(16), default="recorded")  # recorded|sent|failed
+
+
+class User(Base):
+    """A person's login to the archive (R-AUTH-1, R-ID-1).
+
+    One user per person identifier and role. Passwords are argon2 hashes; the TOTP
+    secret is the second factor (``totp_confirmed`` once the person has enrolled it),
+    and ``totp_last_step`` refuses a code from the same or an earlier 30-second step,
+    so a code cannot be replayed. ``failed_logins`` / ``locked_until`` drive the
+    back-off after failures; ``status = locked`` is an account locked by an
+    administrator (lost or compromised), which only an unlock reopens.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    # One login per person (R-ID-1): the person's certificates and second factor
+    # authenticate this user.
+    person_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    clearance: Mapped[str] = mapped_column(String(16), default="normal")
+    # Grants: fonds codes and organisation identifiers whose records the user may
+    # reach ("*" = all). Empty lists: the person's own organisation.
+    fonds: Mapped[list] = mapped_column(JSON, default=list)
+    organisations: Mapped[list] = mapped_column(JSON, default=list)
+    password_hash: Mapped[str] = mapped_column(Text)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_confirmed: Mapped[bool] = mapped_column(default=False)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | locked
+    lock_reason: Mapped[str | None] = mapped_column(Text)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    person: Mapped[Agent] = relationship()
+
+
+class WebSession(Base):
+    """A logged-in browser session; the cookie carries a random token, this row its hash.
+
+    Kept server-side so that logout, expiry and an account lock end it at once.
+    ``method`` is how the person authenticated: password (one factor only), totp or
+    certificate; R-AUTH-1 decides what a one-factor session may do.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    method: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    client: Mapped[str] = mapped_column(String(100), default="")
+
+    user: Mapped[User] = relationship()
+
+
+class ApiToken(Base):
+    """An API token of an organisation or system principal: scoped, expiring, revocable.
+
+    Only the SHA-256 of the secret is kept; the token is shown once when created.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    scopes: Mapped[list] = mapped_column(JSON, default=list)
+    clearance: Mapped[str] = mapped_column(String(16), default="normal")
+    fonds: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    agent: Mapped[Agent] = relationship()

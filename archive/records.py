@@ -1,7 +1,9 @@
 """Reading records: list, show, history, retrieve the original (R-HIST-1, R-AUDIT-1).
 
-Every read appends an audit entry in the same transaction. Retrieval streams the
-original through a :class:`~archive.fixity.VerifyingReader` (R-FIX-1).
+Every read asks the policy decision point first (:mod:`archive.policy`; a denial is
+audited by the unit of work) and appends an audit entry in the same transaction.
+Search returns only what the principal may see. Retrieval streams the stored bytes
+through a :class:`~archive.fixity.VerifyingReader` (R-FIX-1).
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ from typing import BinaryIO
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from archive import audit
+from archive import audit, policy
 from archive.clock import Clock
 from archive.encryption import associated_data, open_decrypting
-from archive.errors import InputError, NotFound
+from archive.errors import InputError, IntegrityError, NotFound
 from archive.fixity import VerifyingReader
 from archive.keystore import KeyVault
 from archive.models import Agent, Event, PackageVersion, Record, StoredFile
 from archive.principal import Principal
 from archive.storage import ObjectStore
+
+# Where ingest keeps the signature validation report inside every AIP (R-SIG-2).
+SIGNATURE_REPORT_PATH = "data/signatures/report.json"
 
 
 @dataclass(frozen=True)
@@ -53,8 +58,15 @@ def _get(session: Session, record_id: str) -> Record:
 
 def list_records(session: Session, principal: Principal, flt: RecordFilter, *,
                  client: str = "", clock: Clock | None = None) -> tuple[int, list[Record]]:
-    """Records matching ``flt`` (newest document date first) and the total count."""
-    query = select(Record).join(Agent, Agent.id == Record.issuing_org_id)
+    """Records matching ``flt`` that ``principal`` may see (newest document date
+    first), and their total count."""
+    policy.require(principal, policy.SEARCH, client=client)
+    scope = policy.search_scope(principal)
+    query = select(Record).join(Agent, Agent.id == Record.issuing_org_id) \
+        .where(Record.classification.in_(scope.classifications))
+    if not scope.everything:
+        query = query.where(or_(Record.fonds.in_(scope.fonds or ("",)),
+                                Agent.identifier.in_(scope.organisations or ("",))))
     if flt.text:
         like = f"%{flt.text.lower()}%"
         query = query.where(or_(func.lower(Record.summary).like(like),
@@ -90,6 +102,7 @@ def show_record(session: Session, principal: Principal, record_id: str, *,
         audit.append(session, principal, "record.view", f"record:{record_id}",
                      outcome="not_found", client=client, clock=clock)
         raise
+    policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
     audit.append(session, principal, "record.view", f"record:{record_id}", client=client,
                  clock=clock)
     return record
@@ -97,7 +110,8 @@ def show_record(session: Session, principal: Principal, record_id: str, *,
 
 def record_history(session: Session, principal: Principal, record_id: str, *,
                    client: str = "", clock: Clock | None = None) -> list[Event]:
-    _get(session, record_id)
+    record = _get(session, record_id)
+    policy.require(principal, policy.HISTORY, policy.facts_of(record), client=client)
     events = list(session.scalars(select(Event).where(Event.record_id == record_id)
                                   .order_by(Event.occurred_at, Event.id)))
     audit.append(session, principal, "record.history", f"record:{record_id}", client=client,
@@ -116,6 +130,7 @@ def open_original(session: Session, store: ObjectStore, principal: Principal,
     the output only after the stream ended cleanly.
     """
     record = _get(session, record_id)
+    policy.require(principal, policy.DOWNLOAD, policy.facts_of(record), client=client)
     version = record.versions[-1]
     original = next(f for f in version.files if f.role == "original")
     audit.append(session, principal, "record.download", f"record:{record_id}", client=client,
@@ -137,6 +152,51 @@ def open_original(session: Session, store: ObjectStore, principal: Principal,
             verified.close()
             raise
     return original, verified
+
+
+def open_package(session: Session, store: ObjectStore, principal: Principal,
+                 record_id: str, version: int | None = None, *, client: str = "",
+                 clock: Clock | None = None) -> tuple[PackageVersion, BinaryIO]:
+    """A verifying stream over one whole stored AIP (the latest version by default).
+
+    Classified files inside stay encrypted, as stored (R-CLASS-1).
+    """
+    record = _get(session, record_id)
+    policy.require(principal, policy.EXPORT, policy.facts_of(record), client=client)
+    chosen = record.versions[-1] if version is None else \
+        next((v for v in record.versions if v.version == version), None)
+    if chosen is None:
+        raise NotFound(f"record {record_id} has no package version {version}")
+    audit.append(session, principal, "record.export", f"record:{record_id}", client=client,
+                 detail={"version": chosen.version, "storage_key": chosen.storage_key,
+                         "size": chosen.size}, clock=clock)
+    raw = store.open(chosen.storage_key)
+    return chosen, VerifyingReader(raw, name=chosen.storage_key, size=chosen.size,
+                                   digests=dict(chosen.digests))
+
+
+def signature_report(session: Session, store: ObjectStore, principal: Principal,
+                     record_id: str, *, client: str = "", clock: Clock | None = None
+                     ) -> dict | None:
+    """The signature validation report kept in the AIP at ingest (None: none kept)."""
+    import json
+
+    record = _get(session, record_id)
+    policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
+    version = record.versions[-1]
+    stored = next((f for f in version.files if f.path == SIGNATURE_REPORT_PATH), None)
+    audit.append(session, principal, "record.signatures", f"record:{record_id}",
+                 client=client, clock=clock, detail={"found": stored is not None})
+    if stored is None:
+        return None
+    with VerifyingReader(store.open(version.storage_key, stored.offset, stored.size),
+                         name=f"{version.storage_key}:{stored.path}", size=stored.size,
+                         digests=dict(stored.digests)) as reader:
+        data = b"".join(iter(lambda: reader.read(65536), b""))
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise IntegrityError(f"stored signature report of {record_id} is not JSON") from exc
 
 
 def record_to_dict(record: Record, *, detail: bool = False) -> dict:

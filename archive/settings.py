@@ -97,6 +97,26 @@ REVOCATION_MODES = ("require", "hard-fail", "soft-fail")
 
 
 @dataclass(frozen=True)
+class AuthSection:
+    # R-AUTH-1: sessions, back-off and lockout, API tokens, client certificates.
+    session_idle_minutes: int
+    session_max_hours: int
+    backoff_after: int
+    backoff_max_seconds: int
+    lockout_after: int
+    lockout_minutes: int
+    min_password_length: int
+    totp_issuer: str
+    token_max_days: int
+    cookie_secure: str
+    client_cert_header: str
+    trusted_proxies: tuple[str, ...]
+
+
+COOKIE_SECURE_MODES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
 class SignaturesSection:
     trust_roots: tuple[str, ...]
     revocation_mode: str
@@ -148,6 +168,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSection,
     "signatures": SignaturesSection,
     "encryption": EncryptionSection,
+    "auth": AuthSection,
 }
 # Sections that are maps of named entries, each entry with these keys.
 _TABLES: dict[str, set[str]] = {
@@ -169,6 +190,7 @@ class Settings:
     server: ServerSection
     signatures: SignaturesSection
     encryption: EncryptionSection
+    auth: AuthSection
     document_types: Mapping[str, DocumentType]
     retention: Mapping[str, RetentionRule]
     source: tuple[str, ...] = ()  # where the values came from, for `archive config show`
@@ -447,3 +469,24 @@ def _validate(s: Settings) -> None:
                           f"got {s.signatures.revocation_mode!r}")
     if s.signatures.fetch_timeout < 1:
         raise ConfigError("signatures.fetch_timeout: must be at least 1 second")
+    _validate_auth(s.auth)
+
+
+def _validate_auth(auth: AuthSection) -> None:
+    for key in ("session_idle_minutes", "session_max_hours", "backoff_after",
+                "lockout_after", "lockout_minutes", "token_max_days"):
+        if getattr(auth, key) < 1:
+            raise ConfigError(f"auth.{key}: must be at least 1")
+    if auth.backoff_max_seconds < 0:
+        raise ConfigError("auth.backoff_max_seconds: must not be negative")
+    if auth.lockout_after < auth.backoff_after:
+        raise ConfigError("auth.lockout_after: must not be below auth.backoff_after")
+    if auth.min_password_length < 8:
+        raise ConfigError("auth.min_password_length: must be at least 8")
+    if auth.cookie_secure not in COOKIE_SECURE_MODES:
+        raise ConfigError("auth.cookie_secure: expected "
+                          f"{', '.join(repr(m) for m in COOKIE_SECURE_MODES)}, "
+                          f"got {auth.cookie_secure!r}")
+    if auth.client_cert_header and not auth.trusted_proxies:
+        raise ConfigError("auth.client_cert_header: set auth.trusted_proxies too (the "
+                          "addresses of the TLS proxies allowed to pass a certificate)")

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from archive.certificates import CatalogRegistry
 from archive.db import Catalog
 from archive.metadata import DescriptiveMetadata
+from archive.records import SIGNATURE_REPORT_PATH
 from archive.settings import Settings
 from archive.signature_policy import PolicyResult, SignedBy, evaluate_policy
 from ingest.signature_report import SignatureReport
 from ingest.signatures import TrustConfig, Validator
 
-REPORT_PATH = "data/signatures/report.json"
+REPORT_PATH = SIGNATURE_REPORT_PATH
 EVIDENCE_PATH = "data/signatures/evidence.json"
 
 
