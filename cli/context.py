@@ -70,6 +70,7 @@ def handle_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ArchiveError as exc:
+            _log_denial(exc)
             as_json = kwargs.get("as_json", False)
             if as_json:
                 click.echo(json.dumps(exc.to_dict(), ensure_ascii=False, indent=2))
@@ -80,6 +81,19 @@ def handle_errors(fn: Callable) -> Callable:
             sys.exit(130)
 
     return wrapper
+
+
+def _log_denial(exc: ArchiveError) -> None:
+    """A denial not yet in the audit log gets there (R-AUDIT-1), best effort."""
+    from archive.errors import AccessDenied
+
+    if not isinstance(exc, AccessDenied) or exc.logged:
+        return
+    ctx = click.get_current_context(silent=True)
+    try:
+        ctx.obj.instance.catalog.log_denial(exc)
+    except (ArchiveError, AttributeError) as err:
+        click.echo(f"warning: the denial could not be audited: {err}", err=True)
 
 
 json_option = click.option("--json", "as_json", is_flag=True,

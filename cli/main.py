@@ -28,7 +28,7 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 # Each area owns one module exposing ``COMMANDS`` (click commands or groups).
 _COMMAND_MODULES = ("cli.admin", "cli.bag", "cli.ingest", "cli.records", "cli.fixity",
                     "cli.storage", "cli.audit", "cli.agents", "cli.submissions",
-                    "cli.signatures", "cli.keys")
+                    "cli.signatures", "cli.keys", "cli.users")
 
 
 def _register() -> None:
