@@ -1,133 +1,190 @@
-"""The Flask application (thin for now: health and a read-only record list).
+"""The Flask application factory: JSON API, web UI, health and metrics.
 
-The full access layer (authentication, authorisation, UI) is issue #4; until then
-the server binds to loopback by default and serves metadata of unclassified
-records only (classified ingest is refused in this version). Every request that
-reads the catalog is audited with the client address.
+Blueprints: ``api`` (``/api/v1``, JSON, OpenAPI 3.1 at ``/api/v1/openapi.json``),
+``web`` (server-rendered pages, Vietnamese by default), ``ops`` (``/healthz``,
+``/metrics``). Every request's principal is resolved once (:mod:`access.auth`); every
+decision goes through :mod:`archive.policy`; errors reach people through the one
+table in :func:`register_errors` (RFC 9457 problem details for the API).
 """
 
 from __future__ import annotations
 
-from datetime import date
+import time
+from datetime import timedelta
 
-from flask import Flask, jsonify, request
+from flask import Flask, g, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
-from archive.errors import AccessDenied, ArchiveError, InputError, NotFound
+from access import auth
+from archive.errors import (
+    AccessDenied,
+    ArchiveError,
+    DatabaseUnavailable,
+    InputError,
+    NotAuthenticated,
+    NotFound,
+    Refused,
+    StorageError,
+)
 from archive.instance import ArchiveInstance
-from archive.principal import ANONYMOUS
+
+csrf = CSRFProtect()
+
+# The one table from service errors to HTTP statuses (most specific first).
+_STATUS = (
+    (NotFound, 404),
+    (InputError, 400),
+    (NotAuthenticated, 401),
+    (AccessDenied, 403),
+    (Refused, 422),  # a rule refused the submission (with its report)
+    (DatabaseUnavailable, 503),
+    (StorageError, 503),
+)
+
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
 
 
-def create_app(instance: ArchiveInstance) -> Flask:
+def create_app(instance: ArchiveInstance, *, config: dict | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["ARCHIVE"] = instance
+    app.config.update(
+        ARCHIVE=instance,
+        SECRET_KEY=auth.load_secret_key(instance),
+        SESSION_COOKIE_NAME="kls_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=instance.settings.auth.session_max_hours),
+        MAX_CONTENT_LENGTH=_max_upload(instance),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in _before for cookie-authenticated writes
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session
+        BABEL_DEFAULT_LOCALE="vi",
+        BABEL_TRANSLATION_DIRECTORIES="translations",
+    )
+    app.config.update(config or {})
+    app.session_interface = auth.ArchiveSessionInterface()
     app.json.ensure_ascii = False
+    app.json.sort_keys = False
+    csrf.init_app(app)
 
-    @app.get("/healthz")
-    def healthz():
-        checks = {}
-        status = 200
-        try:
-            with instance.catalog.unit_of_work(snapshot=True) as session:
-                session.execute(_select_one())
-            checks["database"] = {"ok": True}
-        except ArchiveError as exc:
-            checks["database"] = {"ok": False, "error": exc.message}
-            status = 503
-        try:
-            instance.store.check()
-            checks["storage"] = {"ok": True, "store": instance.store.name}
-        except ArchiveError as exc:
-            checks["storage"] = {"ok": False, "error": exc.message}
-            status = 503
-        return jsonify({"status": "ok" if status == 200 else "unavailable",
-                        "checks": checks}), status
+    # First: every later hook and view sees the principal.
+    @app.before_request
+    def _before():
+        g.started = time.perf_counter()
+        if request.endpoint in ("ops.healthz", "ops.metrics", "static", "web.static"):
+            return
+        auth.load_principal()
+        if request.method not in ("GET", "HEAD", "OPTIONS") and g.via != "token":
+            csrf.protect()  # forms and cookie-authenticated API calls
 
-    @app.get("/api/v1/records")
-    def list_records():
-        from archive.records import list_records, record_to_dict
+    from access import metrics, ops
+    from access.api import api
 
-        # Until authentication lands (issue #4) only unclassified metadata is served.
-        flt = _record_filter(request.args)
-        with instance.catalog.unit_of_work() as session:
-            total, rows = list_records(session, ANONYMOUS, flt, client=request.remote_addr or "")
-            return jsonify({"total": total, "offset": flt.offset, "limit": flt.limit,
-                            "records": [record_to_dict(r) for r in rows]})
+    metrics.init_app(app)
+    app.register_blueprint(ops.bp)
+    app.register_blueprint(api)
+    try:
+        from access.web import init_app as init_web
+    except ImportError:  # pragma: no cover - the UI is optional for API-only deployments
+        init_web = None
+    if init_web is not None:
+        init_web(app)
 
-    @app.get("/api/v1/records/<record_id>")
-    def show_record(record_id: str):
-        from archive.records import record_to_dict, show_record
-
-        with instance.catalog.unit_of_work() as session:
-            record = show_record(session, ANONYMOUS, record_id,
-                                 client=request.remote_addr or "")
-            if record.classification != "normal":
-                raise AccessDenied(str(ANONYMOUS), "view", f"record:{record_id}",
-                                   "classified records need an authenticated, cleared user")
-            return jsonify(record_to_dict(record, detail=True))
-
-    @app.errorhandler(ArchiveError)
-    def archive_error(exc: ArchiveError):
-        status = 404 if isinstance(exc, NotFound) else 400 if isinstance(exc, InputError) \
-            else 403 if exc.exit_code == 3 else 500
-        return _problem(status, type(exc).__name__, exc.message)
-
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        return _problem(exc.code or 500, exc.name, exc.description or "")
+    register_errors(app)
 
     @app.after_request
     def security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("Cache-Control", "no-store")
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Cache-Control", "no-store")
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if request.is_secure:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
 
     return app
 
 
-def _problem(status: int, title: str, detail: str):
-    """RFC 9457 problem details."""
-    response = jsonify({"type": "about:blank", "title": title, "status": status,
-                        "detail": detail})
+def _max_upload(instance: ArchiveInstance) -> int | None:
+    limit = instance.settings.ingest.max_file_size
+    return limit + 1024 * 1024 if limit else None
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.blueprint in ("api", "ops") or \
+        request.accept_mimetypes.best == "application/json"
+
+
+def problem(status: int, title: str, detail: str, **extra):
+    """An RFC 9457 problem details response."""
+    from flask import jsonify
+
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
+            **extra}
+    response = jsonify(body)
     response.status_code = status
     response.mimetype = "application/problem+json"
     return response
 
 
-def _select_one():
-    from sqlalchemy import text
+def status_of(exc: ArchiveError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 403 if exc.exit_code == 3 else 500
 
-    return text("SELECT 1")
 
+def register_errors(app: Flask) -> None:
+    """The one place where errors become responses (and denials reach the audit log)."""
 
-def _record_filter(args):
-    from archive.records import RecordFilter
+    @app.errorhandler(ArchiveError)
+    def archive_error(exc: ArchiveError):
+        if isinstance(exc, AccessDenied) and not exc.logged:
+            exc.client = exc.client or auth.client_address()
+            auth.instance().catalog.log_denial(exc)
+        status = status_of(exc)
+        if status == 500:
+            app.logger.error("archive error: %s", exc.message)
+        extra = {}
+        if isinstance(exc, AccessDenied):
+            extra = {"action": exc.denial.action, "target": exc.denial.target,
+                     "reason": exc.denial.reason}
+        elif hasattr(exc, "to_dict"):
+            extra = {k: v for k, v in exc.to_dict().items() if k not in ("error", "message")}
+        if not wants_json():
+            from access.web import error_page
 
-    def _date(name):
-        value = args.get(name)
-        if not value:
-            return None
-        try:
-            return date.fromisoformat(value)
-        except ValueError as exc:
-            raise InputError(f"{name}: not a date in YYYY-MM-DD form") from exc
+            return error_page(status, type(exc).__name__, exc.message, **extra)
+        response = problem(status, type(exc).__name__, exc.message, **extra)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="archive"'
+        return response
 
-    def _int(name, default, low, high):
-        value = args.get(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError as exc:
-            raise InputError(f"{name}: not a whole number") from exc
-        if not low <= number <= high:
-            raise InputError(f"{name}: must be between {low} and {high}")
-        return number
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc: CSRFError):
+        if not wants_json():
+            from access.web import error_page
 
-    return RecordFilter(text=args.get("q") or None, doc_type=args.get("type") or None,
-                        issuing_org=args.get("org") or None, status=args.get("status") or None,
-                        classification="normal",
-                        date_from=_date("from"), date_to=_date("to"),
-                        limit=_int("limit", 50, 1, 500), offset=_int("offset", 0, 0, 10**9))
+            return error_page(400, "CSRF", exc.description)
+        return problem(400, "CSRF token missing or invalid", exc.description)
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if not wants_json():
+            from access.web import error_page
+
+            return error_page(exc.code or 500, exc.name, exc.description or "")
+        return problem(exc.code or 500, exc.name, exc.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("unexpected error")
+        if not wants_json():
+            from access.web import error_page
+
+            return error_page(500, "Internal error", "The request failed; it was logged.")
+        return problem(500, "Internal error", "The request failed; it was logged.")

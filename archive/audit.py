@@ -29,7 +29,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from archive.clock import Clock, SystemClock
@@ -466,3 +466,81 @@ def _honest_limits(report: AuditReport, checkpoints: list[Checkpoint] | None) ->
             f"entries {covered + 1}-{report.last_seq} are newer than the latest "
             f"checkpoint ({covered or 'none'}): their deletion or rewrite together with "
             "the head row cannot be detected until a checkpoint covers them")
+
+
+# ---- reading the log (R-AUDIT-1: auditors query and export it) ----------------------
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    actor: str | None = None
+    action: str | None = None  # exact, or a prefix ending in "*" (e.g. "auth.*")
+    outcome: str | None = None
+    target: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+    def to_dict(self) -> dict:
+        return {k: (v.isoformat() if isinstance(v, datetime) else v)
+                for k, v in self.__dict__.items() if v is not None}
+
+
+def _filtered(q: AuditQuery):
+    stmt = select(AuditEntry)
+    if q.actor:
+        stmt = stmt.where(AuditEntry.actor == q.actor)
+    if q.action:
+        if q.action.endswith("*"):
+            stmt = stmt.where(AuditEntry.action.startswith(q.action[:-1], autoescape=True))
+        else:
+            stmt = stmt.where(AuditEntry.action == q.action)
+    if q.outcome:
+        stmt = stmt.where(AuditEntry.outcome == q.outcome)
+    if q.target:
+        stmt = stmt.where(AuditEntry.target == q.target)
+    if q.since:
+        stmt = stmt.where(AuditEntry.occurred_at >= q.since)
+    if q.until:
+        stmt = stmt.where(AuditEntry.occurred_at < q.until)
+    return stmt
+
+
+def _page(session: Session, stmt, q: AuditQuery) -> tuple[int, list[AuditEntry]]:
+    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    rows = list(session.scalars(stmt.order_by(AuditEntry.seq.desc())
+                                .limit(q.limit).offset(q.offset)))
+    return total, rows
+
+
+def query(session: Session, principal: Any, q: AuditQuery, *, client: str = "",
+          clock: Clock | None = None, export: bool = False) -> tuple[int, list[AuditEntry]]:
+    """Entries matching ``q``, newest first (auditors). The query itself is logged."""
+    from archive import policy
+
+    policy.require(principal, policy.AUDIT_READ, client=client)
+    total, rows = _page(session, _filtered(q), q)
+    append(session, principal, "audit.export" if export else "audit.query", "audit_log",
+           client=client, clock=clock,
+           detail={"filter": q.to_dict(), "returned": len(rows), "total": total})
+    return total, rows
+
+
+def own_entries(session: Session, principal: Any, q: AuditQuery, *, client: str = "",
+                clock: Clock | None = None) -> tuple[int, list[AuditEntry]]:
+    """The principal's own access history (every user may see what they did)."""
+    from archive import policy
+
+    policy.require(principal, policy.ACCOUNT, client=client)
+    total, rows = _page(session, _filtered(replace(q, actor=str(principal))), q)
+    append(session, principal, "account.history", str(principal), client=client,
+           clock=clock, detail={"returned": len(rows)})
+    return total, rows
+
+
+def entry_to_dict(entry: AuditEntry) -> dict:
+    return {"seq": entry.seq, "occurred_at": entry.occurred_at.isoformat(),
+            "actor": entry.actor, "action": entry.action, "target": entry.target,
+            "outcome": entry.outcome, "client": entry.client, "detail": entry.detail,
+            "entry_hash": entry.entry_hash}

@@ -131,6 +131,10 @@ class AccessDenied(Refused):
         return d
 
 
+class NotAuthenticated(AccessDenied):
+    """No valid credentials came with the request (HTTP 401)."""
+
+
 # ---- catalog database ---------------------------------------------------------------
 
 

@@ -199,6 +199,25 @@ def signature_report(session: Session, store: ObjectStore, principal: Principal,
         raise IntegrityError(f"stored signature report of {record_id} is not JSON") from exc
 
 
+def report_retrieval_failure(session: Session, principal: Principal, record_id: str,
+                             problem: str, *, client: str = "",
+                             clock: Clock | None = None) -> None:
+    """R-FIX-1 / R-INCIDENT-1: a download stopped because the stored bytes did not match
+    their digests. Recorded as a failed fixity event (an alert) and an audit entry."""
+    import uuid
+
+    from archive.clock import SystemClock
+
+    now = (clock or SystemClock()).now()
+    session.add(Event(id=str(uuid.uuid4()), record_id=record_id, event_type="fixity check",
+                      occurred_at=now, agent=str(principal), outcome="failure",
+                      detail=f"retrieval stopped: {problem}",
+                      data={"alert": True, "during": "retrieval"}))
+    audit.append(session, principal, "record.download", f"record:{record_id}",
+                 outcome="failed", client=client, clock=clock,
+                 detail={"alert": "fixity", "problem": problem})
+
+
 def record_to_dict(record: Record, *, detail: bool = False) -> dict:
     data = {
         "id": record.id,

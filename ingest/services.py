@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
-from archive import audit
+from archive import audit, policy
 from archive.bag import AipSpec, PayloadFile, PremisAgent, PremisEvent, build_aip, safe_payload_name
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
@@ -117,11 +117,16 @@ class IngestService:
     def ingest(self, path: Path, raw_metadata: dict, metadata_source: str) -> IngestResult:
         path = Path(path)
         self._check_file(path)
+        policy.require(self.principal, policy.INGEST)
         with self.catalog.unit_of_work(snapshot=True) as session:
             meta = validate_metadata(
                 raw_metadata, self.settings, source=metadata_source,
                 today=self.clock.now().date(),
                 org_registered=lambda ident: _org_exists(session, ident))
+            # Within the clerk's grants and clearance (a denial is audited).
+            policy.require(self.principal, policy.INGEST, policy.RecordFacts(
+                id="(new)", classification=meta.classification, fonds=meta.fonds,
+                issuing_org=meta.issuing_org))
 
         staging = self.settings.staging_dir / f"ingest-{uuid.uuid4().hex}"
         staging.mkdir(parents=True, exist_ok=False)

@@ -42,6 +42,7 @@ from ingest.signature_findings import (
     timestamp_reason,
 )
 from ingest.signature_inspect import (
+    Material,
     certificate_info,
     load_material,
 )
@@ -207,6 +208,28 @@ class Validator:
             retroactive_revinfo=True)
 
     # -- checking --
+
+    def check_certificate(self, der: bytes, *, key_usage: frozenset[str] = frozenset(
+            {"digital_signature"})) -> str | None:
+        """Validate one end-entity certificate now (chain to a trust root, validity,
+        revocation per the configured mode, key usage): None if valid, else why not.
+
+        Used for client-certificate login (R-AUTH-1)."""
+        from asn1crypto import x509 as asn1_x509
+        from pyhanko_certvalidator import CertificateValidator
+
+        try:
+            cert = asn1_x509.Certificate.load(der)
+            cert.native  # noqa: B018 - parse fully now, not inside the validator
+        except ValueError as exc:
+            return f"not a certificate: {exc}"
+        context = self.context(None, Material(), fetching=self.config.allow_fetching)
+        validator = CertificateValidator(cert, validation_context=context)
+        try:
+            self._loop.run_until_complete(validator.async_validate_usage(set(key_usage)))
+        except Exception as exc:  # noqa: BLE001 - certvalidator raises assorted errors
+            return reason_of(exc)
+        return None
 
     def check(self, pdf: str | Path | bytes, *, at: datetime | None = None,
               registry: RegistryLike | None = None, evidence: Evidence | None = None,
