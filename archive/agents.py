@@ -18,7 +18,9 @@ from archive.models import Agent
 from archive.principal import Principal
 from archive.settings import Settings
 
-KINDS = ("person", "organisation")
+KINDS = ("person", "organisation", "system")
+# Systems (other software holding API tokens) have short lower-case names.
+SYSTEM_PATTERN = r"^[a-z][a-z0-9-]{1,63}$"
 
 
 def get_agent(session: Session, identifier: str) -> Agent:
@@ -35,14 +37,16 @@ def find_agent(session: Session, identifier: str) -> Agent | None:
 def register_agent(session: Session, settings: Settings, principal: Principal, *,
                    kind: str, identifier: str, name: str, parent: str | None = None,
                    position: str | None = None, clock: Clock | None = None) -> Agent:
-    """Register a person or organisation; its identifier must be new and well formed."""
+    """Register a person, organisation or system (software using the API, owned by its
+    parent organisation); its identifier must be new and well formed."""
     clock = clock or SystemClock()
     if kind not in KINDS:
         raise InputError(f"agent kind must be one of {', '.join(KINDS)}")
     identifier = identifier.strip()
     name = name.strip()
-    pattern = (settings.identifiers.organisation_pattern if kind == "organisation"
-               else settings.identifiers.person_pattern)
+    pattern = {"organisation": settings.identifiers.organisation_pattern,
+               "person": settings.identifiers.person_pattern,
+               "system": SYSTEM_PATTERN}[kind]
     if not re.fullmatch(pattern, identifier):
         raise InputError(f"{kind} identifier {identifier!r} does not follow the configured "
                          f"scheme {pattern}")

@@ -521,7 +521,11 @@ def authenticate_token(session: Session, secret: str, *, clock: Clock | None = N
         return None
     if token.last_used_at is None or now - token.last_used_at > timedelta(minutes=1):
         token.last_used_at = now
-    organisations = (token.agent.identifier,) if token.agent.kind == "organisation" else ()
+    if token.agent.kind == "organisation":
+        organisations: tuple[str, ...] = (token.agent.identifier,)
+    else:  # a system reaches the records of the organisation that owns it
+        owner = session.get(Agent, token.agent.parent_id) if token.agent.parent_id else None
+        organisations = (owner.identifier,) if owner is not None else ()
     return Principal("token", token.id, f"{token.name} ({token.agent.name})",
                      clearance=token.clearance, fonds=tuple(token.fonds or ()),
                      organisations=organisations, method="token",

@@ -56,8 +56,21 @@ def add_person(identifier: str, name: str, parent: str | None, position: str | N
     _add("person", identifier, name, parent, position, as_json)
 
 
+@agents.command("add-system")
+@click.argument("identifier")
+@click.argument("name")
+@click.option("--org", "parent", required=True,
+              help="Identifier of the organisation that owns and answers for the system.")
+@json_option
+@handle_errors
+def add_system(identifier: str, name: str, parent: str, as_json: bool) -> None:
+    """Register another system that uses the API (lower-case name, e.g. qlvb-tinh-uy);
+    its API tokens reach its organisation's records."""
+    _add("system", identifier, name, parent, None, as_json)
+
+
 @agents.command("list")
-@click.option("--kind", type=click.Choice(["person", "organisation"]))
+@click.option("--kind", type=click.Choice(["person", "organisation", "system"]))
 @json_option
 @handle_errors
 def list_(kind: str | None, as_json: bool) -> None:
