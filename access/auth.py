@@ -79,7 +79,12 @@ def current_user():
 
 def load_principal() -> None:
     """Resolve the request's principal into ``g`` (before every request)."""
-    from archive.users import authenticate_token, principal_for, resume_session
+    from archive.users import (
+        authenticate_token,
+        principal_for,
+        resume_session,
+        session_needs_touch,
+    )
 
     g.principal = ANONYMOUS
     g.user = None
@@ -100,16 +105,21 @@ def load_principal() -> None:
     sid = session.get(SESSION_KEY)
     if not sid:
         return
-    with inst.catalog.unit_of_work() as db:
-        found = resume_session(db, inst.settings, sid, clock=inst.clock)
-        if found is None:
-            session.pop(SESSION_KEY, None)
-            return
-        user, row = found
-        g.principal = principal_for(user, row.method)
-        g.user = user
-        g.via = "session"
-        g.session_method = row.method
+    # Read-only first: most requests need no write to resume their session.
+    with inst.catalog.unit_of_work(snapshot=True) as db:
+        found = resume_session(db, inst.settings, sid, clock=inst.clock, write=False)
+        stale = found is None or session_needs_touch(found[1], inst.clock)
+    if stale:
+        with inst.catalog.unit_of_work() as db:
+            found = resume_session(db, inst.settings, sid, clock=inst.clock)
+    if found is None:
+        session.pop(SESSION_KEY, None)
+        return
+    user, row = found
+    g.principal = principal_for(user, row.method)
+    g.user = user
+    g.via = "session"
+    g.session_method = row.method
 
 
 def trusted_proxy(inst: ArchiveInstance) -> bool:

@@ -433,9 +433,18 @@ def start_session(session: Session, settings: Settings, user: User, method: str,
     return token
 
 
+TOUCH_AFTER = timedelta(seconds=30)  # how stale last_seen_at may get before a write
+
+
 def resume_session(session: Session, settings: Settings, token: str, *,
-                   clock: Clock | None = None) -> tuple[User, WebSession] | None:
-    """The user and session of a cookie token, or None if ended, expired or idle."""
+                   clock: Clock | None = None, write: bool = True
+                   ) -> tuple[User, WebSession] | None:
+    """The user and session of a cookie token, or None if ended, expired or idle.
+
+    With ``write`` the idle clock is refreshed (at most every 30 s) and an idle session
+    is marked ended; without it nothing is changed (for a read-only transaction; call
+    :func:`session_needs_touch` and resume again with ``write`` when it says so).
+    """
     if not token:
         return None
     now = _now(clock)
@@ -443,15 +452,20 @@ def resume_session(session: Session, settings: Settings, token: str, *,
     if row is None or row.ended_at is not None or now >= row.expires_at:
         return None
     if now - row.last_seen_at > timedelta(minutes=settings.auth.session_idle_minutes):
-        row.ended_at = now
+        if write:
+            row.ended_at = now
         return None
     user = session.scalar(select(User).where(User.id == row.user_id)
                           .options(selectinload(User.person)))
     if user is None or user.status != "active":
         return None
-    if now - row.last_seen_at > timedelta(seconds=30):
+    if write and now - row.last_seen_at > TOUCH_AFTER:
         row.last_seen_at = now
     return user, row
+
+
+def session_needs_touch(row: WebSession, clock: Clock | None = None) -> bool:
+    return _now(clock) - row.last_seen_at > TOUCH_AFTER
 
 
 def end_session(session: Session, token: str, *, client: str = "",
