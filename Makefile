@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The DEMO archive's settings, written by `archive demo seed` into the data folder.
+DEMO_CONFIG := var/demo.toml
 
 .PHONY: run test setup lint bench clean help
 
@@ -15,15 +17,17 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,demo]'
 	touch $(STAMP)
 
 setup: $(STAMP)
 
+# The seed generates a DEMO PKI and ingests signed samples with signature enforcement on
+# (docs/demo.md); serve uses the settings it wrote (absent for an archive seeded otherwise).
 run: $(STAMP)
 	$(VENV)/bin/archive init --if-needed
-	ARCHIVE_SIGNATURES__ENFORCE=false $(VENV)/bin/archive demo seed --if-empty
-	$(VENV)/bin/archive serve
+	$(VENV)/bin/archive demo seed --if-empty
+	ARCHIVE_CONFIG="$$(test -f $(DEMO_CONFIG) && echo $(DEMO_CONFIG))" $(VENV)/bin/archive serve
 
 test: $(STAMP)
 	bash scripts/system-deps.sh

@@ -1,10 +1,10 @@
-"""`archive init`, `archive serve`, `archive config show`, `archive demo seed`."""
+"""`archive init`, `archive serve`, `archive config show`, `archive demo seed`,
+`archive demo pki serve`."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import UTC, datetime
 
 import click
 
@@ -170,45 +170,64 @@ def demo() -> None:
 
 @demo.command("seed")
 @click.option("--if-empty", is_flag=True, help="Only when the archive holds no records yet.")
+@click.option("--pki-port", type=click.IntRange(0, 65535), default=0, show_default=True,
+              help="Loopback port of the DEMO PKI's OCSP/CRL/TSA when it is first generated "
+                   "(0: any free port).")
 @json_option
 @handle_errors
-def demo_seed(if_empty: bool, as_json: bool) -> None:
-    """Register two DEMO agencies and ingest sample documents through the real ingest path."""
+def demo_seed(if_empty: bool, pki_port: int, as_json: bool) -> None:
+    """Create the DEMO archive: a DEMO PKI, two DEMO agencies and their signers, and
+    signed sample PDFs ingested through the real ingest path with signature enforcement
+    on. Writes <data_dir>/demo.toml, the settings to use it with (docs/demo.md)."""
     from sqlalchemy import func, select
 
-    from archive.agents import find_agent, register_agent
     from archive.models import Record
-    from archive.principal import Principal
-    from ingest.demo import DEMO_ORGS, write_samples
-    from ingest.services import IngestService, load_sidecar
+    from ingest.demo_seed import seed_demo
 
-    settings = _settings()
     instance = click.get_current_context().obj.instance
-    principal = Principal.system("demo-seed")
     with instance.catalog.unit_of_work(snapshot=True) as session:
         count = session.scalar(select(func.count()).select_from(Record))
     if if_empty and count:
         emit({"seeded": 0, "reason": "archive already holds records"}, as_json,
              lambda _: click.echo(f"demo: archive already holds {count} records; not seeding"))
         return
-    with instance.catalog.unit_of_work() as session:
-        for identifier, name in DEMO_ORGS:
-            if find_agent(session, identifier) is None:
-                register_agent(session, settings, principal, kind="organisation",
-                               identifier=identifier, name=name)
-    folder = settings.data_dir / "demo-samples"
-    paths = write_samples(folder, datetime.now(UTC).date())
-    service = IngestService(settings, instance.catalog, instance.store, principal=principal)
-    results = []
+    summary = seed_demo(instance, pki_port=pki_port)
+    warning = instance.checkpoint_after_command()
+    if warning:
+        click.echo(f"warning: {warning}", err=True)
+
+    def human(d):
+        click.echo(f"demo: ingested {d['seeded']} signed DEMO documents "
+                   f"({len(d['records']) - d['seeded']} already archived)")
+        click.echo(f"  DEMO PKI: {d['pki']['folder']} (served only while seeding)")
+        click.echo(f"  settings: {d['config']} (use ARCHIVE_CONFIG={d['config']})")
+
+    emit(summary, as_json, human)
+
+
+@demo.group("pki")
+def demo_pki() -> None:
+    """The DEMO PKI that `archive demo seed` generated (never for real use)."""
+
+
+@demo_pki.command("serve")
+@handle_errors
+def demo_pki_serve() -> None:
+    """Serve the DEMO PKI's OCSP, CRLs and TSA on the loopback address its certificates
+    name, until Ctrl-C. Needed only to ingest or check new signed documents in the DEMO
+    archive; stored records re-validate offline."""
+    from ingest.demo_pki.authority import PKI
+    from ingest.demo_pki.server import serve_existing
+    from ingest.demo_seed import PKI_DIR
+
+    pki = PKI.open(_settings().data_dir / PKI_DIR)
+    server = serve_existing(pki, access_log=True)
+    click.echo(f"DEMO PKI on {pki.url_prefix}: TSA {pki.tsa_url}, OCSP {pki.ocsp_url}; "
+               "Ctrl-C stops")
     try:
-        for path in paths:
-            meta, source = load_sidecar(path)
-            results.append(service.ingest(path, meta, source).to_dict())
-    finally:
-        service.close()
-    instance.checkpoint_after_command()
-    emit({"seeded": len(results), "records": results}, as_json,
-         lambda d: click.echo(f"demo: ingested {d['seeded']} DEMO documents from {folder}"))
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")
 
 
 COMMANDS = [init, serve, config, demo]
