@@ -188,8 +188,15 @@ def demo_seed(if_empty: bool, pki_port: int, as_json: bool) -> None:
     with instance.catalog.unit_of_work(snapshot=True) as session:
         count = session.scalar(select(func.count()).select_from(Record))
     if if_empty and count:
-        emit({"seeded": 0, "reason": "archive already holds records"}, as_json,
-             lambda _: click.echo(f"demo: archive already holds {count} records; not seeding"))
+        logins = _demo_logins(instance.settings)
+
+        def already(_):
+            click.echo(f"demo: archive already holds {count} records; not seeding")
+            if logins:
+                _print_logins(logins, qr=False)
+
+        emit({"seeded": 0, "reason": "archive already holds records", "users": logins},
+             as_json, already)
         return
     summary = seed_demo(instance, pki_port=pki_port)
     warning = instance.checkpoint_after_command()
@@ -201,8 +208,54 @@ def demo_seed(if_empty: bool, pki_port: int, as_json: bool) -> None:
                    f"({len(d['records']) - d['seeded']} already archived)")
         click.echo(f"  DEMO PKI: {d['pki']['folder']} (served only while seeding)")
         click.echo(f"  settings: {d['config']} (use ARCHIVE_CONFIG={d['config']})")
+        _print_logins(d.get("users", []), qr=True)
 
     emit(summary, as_json, human)
+
+
+def _demo_logins(settings) -> list[dict]:
+    from archive.errors import InputError
+    from ingest.demo_users import DEMO_USERS, load_logins
+
+    try:
+        logins = load_logins(settings)
+    except InputError:
+        return []
+    return [logins[u[0]] for u in DEMO_USERS if u[0] in logins]
+
+
+def _print_logins(logins: list[dict], *, qr: bool) -> None:
+    """How to log in to the DEMO archive: users, passwords, TOTP secrets (R-AUTH-1)."""
+    from cli.users import terminal_qr
+
+    if not logins:
+        return
+    host, port = _settings().server.host, _settings().server.port
+    click.echo(f"\nDEMO logins at http://{host}:{port}/login (password, then the 6-digit "
+               "code of an authenticator app; DEMO secrets, never for real use):")
+    for login in logins:
+        click.echo(f"  {login['username']:<10} {login['role']:<14} clearance "
+                   f"{login['clearance']:<8} password {login['password']}  "
+                   f"TOTP secret {login['totp_secret']}")
+    first = logins[0]
+    if qr:
+        click.echo(f"\nQR code of {first['username']}'s TOTP secret (scan it with an "
+                   f"authenticator app):\n  {first['totp_uri']}")
+        click.echo(terminal_qr(first["totp_uri"]))
+    click.echo("Without a phone: `archive demo code USERNAME` prints a DEMO user's current "
+               "code. Logins are kept in <data_dir>/demo-logins.json.")
+
+
+@demo.command("code")
+@click.argument("username")
+@json_option
+@handle_errors
+def demo_code(username: str, as_json: bool) -> None:
+    """Print the current one-time code of a DEMO user (DEMO archives only)."""
+    from ingest.demo_users import current_code
+
+    code = current_code(_settings(), username)
+    emit({"username": username, "code": code}, as_json, lambda d: click.echo(d["code"]))
 
 
 @demo.group("pki")

@@ -25,6 +25,7 @@ from archive.models import Certificate, SigningAuthority
 from archive.principal import Principal
 from archive.settings import Settings
 from ingest.demo import DEMO_ORGS, SIGNERS, write_signed_samples
+from ingest.demo_users import register_demo_users
 from ingest.services import IngestService, load_sidecar
 
 PKI_DIR = "demo-pki"
@@ -55,7 +56,7 @@ def seed_demo(instance, *, pki_port: int = 0, principal: Principal | None = None
                           "trust_root": str(pki.trust_roots_path), "tsa_url": pki.tsa_url,
                           "ocsp_url": pki.ocsp_url}
         summary["agents"] = register_demo_agents(instance.catalog, demo, principal, pki)
-        # Demo users (#4) are registered here, as one more step with its own summary key.
+        summary["users"] = register_demo_users(instance.catalog, demo, principal)
         paths = write_signed_samples(settings.data_dir / SAMPLES_DIR, pki,
                                      datetime.now(UTC).date(), demo.document_types)
         summary["records"] = ingest_samples(instance, demo, principal, paths)

@@ -141,3 +141,36 @@ def test_seeding_again_reuses_the_pki_and_finds_duplicates(demo):
     assert again["pki"] == demo.summary["pki"]
     assert again["agents"] == {"registered": [], "certificates": [], "authorities": []}
     assert {r["status"] for r in again["records"]} == {"duplicate"} and again["seeded"] == 0
+
+
+def test_demo_users_cover_every_role_and_can_log_in(demo):
+    """R-AUTH-1: `make run` prints a login per role; the DEMO secrets stay private to the
+    data folder, and a DEMO code from `archive demo code` passes the real TOTP check."""
+    from archive.db import Catalog
+    from archive.policy import ROLES
+    from archive.settings import load_settings
+    from archive.users import check_password, check_totp
+
+    users = {u["username"]: u for u in demo.summary["users"]}
+    assert {u["role"] for u in users.values()} == set(ROLES)
+    for login in users.values():
+        assert login["totp_uri"].startswith("otpauth://totp/") and login["password"]
+    logins = demo.data_dir / "demo-logins.json"
+    assert stat.S_IMODE(logins.stat().st_mode) == 0o600
+    assert demo.json("users", "list")[0]["username"] in users
+
+    # printed again (without seeding) by the next `make run`
+    again = demo.invoke("demo", "seed", "--if-empty")
+    assert "vanthu" in again.stdout and users["vanthu"]["password"] in again.stdout
+
+    code = demo.json("demo", "code", "kiemtoan")["code"]
+    settings = load_settings(environ={"ARCHIVE_ARCHIVE__DATA_DIR": str(demo.data_dir)})
+    catalog = Catalog.from_settings(settings)
+    try:
+        with catalog.unit_of_work() as session:
+            first = check_password(session, settings, "kiemtoan", users["kiemtoan"]["password"])
+            assert first.ok
+            assert check_totp(session, settings, first.user, code).ok
+    finally:
+        catalog.dispose()
+    assert demo.invoke("demo", "code", "nobody").exit_code == 2
