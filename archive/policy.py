@@ -5,18 +5,21 @@ Every access goes through :func:`decide` (or :func:`require`, which raises
 filter through :func:`search_scope`. The rules, in order:
 
 1. an anonymous principal may do nothing; a ``system`` principal (the CLI operator,
-   a scheduled job) is trusted with what its machine holds;
+   a scheduled job) is trusted with what its machine holds: rules 2 to 5 do not apply
+   to it, but the record's state (rule 6) does, since R-SEAL-2 lets nobody use a
+   sealed record and a destroyed one has no content left;
 2. the role (users) or the scopes (API tokens) must allow the action;
 3. R-AUTH-1: an action that creates, changes, approves, seals, revokes or destroys
    needs a strong login (second factor or certificate); a password-only session is
    also treated as cleared for unclassified records only;
 4. the record's classification must not exceed the principal's clearance
    (administrators: unclassified only, by rule: their role gives no right to
-   classified content);
+   classified content); an unknown classification exceeds every clearance;
 5. the record must be within the principal's grants (fonds or issuing organisation);
 6. the record's state: destroyed records keep only their metadata; a sealed record
    (R-SEAL-2) refuses every read of content and every change except to the readers
-   its sealing decision names, and is unsealed only by an inspector.
+   its sealing decision names, and is unsealed only by an inspector; an archived
+   record is never described in place (R-AMEND-1) and its validity is revoked once.
 
 A denial raised inside a unit of work is written to the audit log (outcome
 ``denied``, with the reason) in its own transaction by :mod:`archive.db`.
@@ -57,21 +60,22 @@ USER_MANAGE = "user.manage"
 TOKEN_MANAGE = "token.manage"  # noqa: S105 (an action name)
 CONFIG_MANAGE = "config.manage"
 ACCOUNT = "account.view"  # one's own profile and access history
+PASSWORD = "account.password"  # noqa: S105 (an action: change one's own password)
 
 RECORD_ACTIONS = (SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, DESCRIBE, PROPOSE_RETENTION,
                   PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL)
 OTHER_ACTIONS = (INGEST, AUDIT_READ, AGENT_READ, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
-                 CONFIG_MANAGE, ACCOUNT)
+                 CONFIG_MANAGE, ACCOUNT, PASSWORD)
 ACTIONS = RECORD_ACTIONS + OTHER_ACTIONS
 
 # R-AUTH-1: actions that create, change, approve, seal, revoke or destroy.
 CHANGES = frozenset({INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION,
                      APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL, AGENT_MANAGE, USER_MANAGE,
-                     TOKEN_MANAGE, CONFIG_MANAGE})
+                     TOKEN_MANAGE, CONFIG_MANAGE, PASSWORD})
 _READS = frozenset({SEARCH, VIEW, HISTORY})
 _CONTENT = frozenset({DOWNLOAD, EXPORT})
 
-_COMMON = frozenset({ACCOUNT, AGENT_READ})
+_COMMON = frozenset({ACCOUNT, PASSWORD, AGENT_READ})
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "clerk": _COMMON | _READS | {DOWNLOAD, INGEST, DESCRIBE},
     "archivist": _COMMON | _READS | {DOWNLOAD, EXPORT, PROPOSE_RETENTION, PROPOSE_DESTRUCTION},
@@ -171,9 +175,8 @@ def decide(principal: Principal, action: str, record: RecordFacts | None = None)
         return _deny(f"unknown action {action!r}")
     if principal.kind == "anonymous":
         return _deny("not logged in")
-    if principal.kind == "system":
-        return Decision(True, "system operator")
-    if action not in allowed_actions(principal):
+    system = principal.kind == "system"
+    if not system and action not in allowed_actions(principal):
         if principal.kind == "token":
             return _deny(f"the API token has no scope allowing {action}")
         return _deny(f"the role {principal.role or 'none'} does not allow {action}")
@@ -183,12 +186,18 @@ def decide(principal: Principal, action: str, record: RecordFacts | None = None)
     if record is None:
         if action in RECORD_ACTIONS and action != SEARCH:
             return _deny(f"{action} needs a record")
-        return Decision(True, "allowed by role" if principal.kind == "user" else "allowed by scope")
-    return _decide_record(principal, action, record)
+        return Decision(True, "system operator" if system else
+                        "allowed by role" if principal.kind == "user" else "allowed by scope")
+    if not system:  # rule 1: the operator holds every key and every fonds
+        refusal = _clearance_and_grants(principal, record)
+        if refusal is not None:
+            return refusal
+    return _decide_state(principal, action, record)
 
 
-def _decide_record(principal: Principal, action: str, record: RecordFacts) -> Decision:
-    level = LEVELS.get(record.classification, max(LEVELS.values()))
+def _clearance_and_grants(principal: Principal, record: RecordFacts) -> Decision | None:
+    # An unknown classification is above every clearance: never readable by mistake.
+    level = LEVELS.get(record.classification, max(LEVELS.values()) + 1)
     if level > effective_clearance(principal):
         if principal.kind == "user" and not principal.strong and \
                 LEVELS.get(principal.clearance, 0) >= level:
@@ -198,6 +207,11 @@ def _decide_record(principal: Principal, action: str, record: RecordFacts) -> De
                      "clearance of this login")
     if not _in_grants(principal, record):
         return _deny("the record is outside the fonds and organisations granted")
+    return None
+
+
+def _decide_state(principal: Principal, action: str, record: RecordFacts) -> Decision:
+    """Rule 6, for every principal: what the record's state still allows."""
     if record.status == "destroyed" and action not in _READS:
         return _deny("the record was destroyed; only its register entry remains")
     if record.seal is not None:
@@ -211,7 +225,7 @@ def _decide_record(principal: Principal, action: str, record: RecordFacts) -> De
     if action == DESCRIBE:
         return _deny("an archived record is never edited in place; ingest a correction "
                      "(R-AMEND-1)")
-    return Decision(True, "allowed")
+    return Decision(True, "system operator" if principal.kind == "system" else "allowed")
 
 
 def _decide_sealed(principal: Principal, action: str, seal: SealFacts) -> Decision | None:
