@@ -221,9 +221,11 @@ def reset_totp(session: Session, actor: Principal, username: str, *, client: str
 
 def set_password(session: Session, settings: Settings, actor: Principal, username: str,
                  password: str, *, client: str = "", clock: Clock | None = None) -> User:
+    """A new password, set by an administrator or by the user (R-AUTH-1: never from a
+    password-only login, or a stolen password could shut its owner out)."""
+    own = actor.kind == "user" and actor.identifier == username
+    policy.require(actor, policy.PASSWORD if own else policy.USER_MANAGE, client=client)
     user = get_user(session, username)
-    if not (actor.kind == "user" and actor.identifier == username):
-        policy.require(actor, policy.USER_MANAGE, client=client)
     user.password_hash = hash_password(settings, password)
     audit.append(session, actor, "user.set-password", f"user:{username}", client=client,
                  clock=clock)
@@ -258,6 +260,18 @@ def principal_for(user: User, method: str) -> Principal:
 
 
 # ---- logins -------------------------------------------------------------------------
+
+
+def _locked_user(session: Session, condition) -> User | None:
+    """The user row, locked until the transaction ends (reloaded if already loaded).
+
+    Login attempts of one user queue here (a PostgreSQL row lock; SQLite's ``BEGIN
+    IMMEDIATE`` serialises them already), so concurrent attempts cannot both accept one
+    TOTP code, lose a failure count or slip past the back-off.
+    """
+    return session.scalar(select(User).where(condition).with_for_update()
+                          .options(selectinload(User.person))
+                          .execution_options(populate_existing=True))
 
 
 def _wait(settings: Settings, user: User, now: datetime) -> int:
@@ -311,8 +325,7 @@ def check_password(session: Session, settings: Settings, username: str, password
                    client: str = "", clock: Clock | None = None) -> LoginOutcome:
     """First factor. A success alone is a password-only (browse-only) login."""
     now = _now(clock)
-    user = session.scalar(select(User).where(User.username == username)
-                          .options(selectinload(User.person)))
+    user = _locked_user(session, User.username == username)
     if user is None:
         with contextlib.suppress(VerificationError):
             _hasher.verify(_DUMMY_HASH, password)
@@ -356,6 +369,7 @@ def check_totp(session: Session, settings: Settings, user: User, code: str, *,
     enrolment.
     """
     now = _now(clock)
+    user = _locked_user(session, User.id == user.id)
     refusal = _refusal_before_check(session, settings, user, "totp", now, client, clock)
     if refusal:
         return refusal
@@ -420,13 +434,17 @@ def user_for_certificate(session: Session, fingerprint: str, *, client: str = ""
 
 def start_session(session: Session, settings: Settings, user: User, method: str, *,
                   client: str = "", clock: Clock | None = None) -> str:
-    """Open a browser session; returns the token for the cookie (kept only hashed)."""
+    """Open a browser session; returns the token for the cookie (kept only hashed).
+
+    ``user`` may come from another transaction (the login steps): its row is updated
+    through this one.
+    """
     now = _now(clock)
     token = secrets.token_urlsafe(32)
     session.add(WebSession(id=_digest(token), user_id=user.id, method=method,
                            created_at=now, last_seen_at=now, client=client[:100],
                            expires_at=now + timedelta(hours=settings.auth.session_max_hours)))
-    user.last_login_at = now
+    session.get(User, user.id).last_login_at = now
     audit.append(session, f"user:{user.username}", "auth.session-start",
                  f"user:{user.username}", client=client, clock=clock,
                  detail={"method": method})
@@ -500,7 +518,7 @@ def create_token(session: Session, settings: Settings, actor: Principal, *, name
     if holder.kind not in ("organisation", "system"):
         raise InputError(f"{agent} is a {holder.kind}; tokens belong to an organisation or "
                          "a system (persons log in)")
-    days = days or settings.auth.token_max_days
+    days = settings.auth.token_max_days if days is None else days
     if not 1 <= days <= settings.auth.token_max_days:
         raise InputError(f"days: 1 to {settings.auth.token_max_days}")
     fonds = list(fonds or [])
@@ -562,8 +580,11 @@ def revoke_token(session: Session, actor: Principal, token_id: str, *, client: s
 
 def list_tokens(session: Session, actor: Principal, *, client: str = "") -> list[ApiToken]:
     policy.require(actor, policy.TOKEN_MANAGE, client=client)
-    return list(session.scalars(select(ApiToken).options(selectinload(ApiToken.agent))
-                                .order_by(ApiToken.created_at)))
+    tokens = list(session.scalars(select(ApiToken).options(selectinload(ApiToken.agent))
+                                  .order_by(ApiToken.created_at)))
+    audit.append(session, actor, "tokens.list", "tokens", client=client,
+                 detail={"returned": len(tokens)})
+    return tokens
 
 
 def token_to_dict(token: ApiToken, now: datetime) -> dict:
