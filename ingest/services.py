@@ -117,8 +117,10 @@ class IngestService:
     def ingest(self, path: Path, raw_metadata: dict, metadata_source: str) -> IngestResult:
         path = Path(path)
         self._check_file(path)
-        policy.require(self.principal, policy.INGEST)
         with self.catalog.unit_of_work(snapshot=True) as session:
+            # Inside the unit of work, so that a denial is audited (R-AUDIT-1); before
+            # validation, so that who may not ingest learns nothing from it.
+            policy.require(self.principal, policy.INGEST)
             meta = validate_metadata(
                 raw_metadata, self.settings, source=metadata_source,
                 today=self.clock.now().date(),
