@@ -75,6 +75,8 @@ def _sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_connection, _record):
         # Disable pysqlite's own (late, DML-only) BEGIN; the "begin" hook emits ours.
         dbapi_connection.isolation_level = None
+        # SQLite's lower() folds ASCII only; search must find "ĐẢNG" with "đảng".
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -90,6 +92,10 @@ def _sqlite_engine(url: str) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _unicode_lower(value):
+    return value.lower() if isinstance(value, str) else value
 
 
 def _snapshot_bind(engine: Engine) -> Engine:

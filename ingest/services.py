@@ -350,11 +350,14 @@ class IngestService:
                     occurred_at=verified_at, agent=str(self.principal), outcome="success",
                     detail=f"stored AIP {key} verified after writing: size and digests match",
                     data={"storage_key": key, "digests": built.digests}))
+                detail = {"storage_key": key, "fingerprint": fingerprint,
+                          "classification": meta.classification, "size": payload.size}
+                if meta.classification == "normal":
+                    # R-CLASS-1: the log is read by auditors of any clearance, so a
+                    # classified record's number and file name stay out of it.
+                    detail.update(source=str(path), number_symbol=meta.number_symbol)
                 audit.append(session, self.principal, "record.ingest", f"record:{record_id}",
-                             detail={"source": str(path), "number_symbol": meta.number_symbol,
-                                     "storage_key": key, "fingerprint": fingerprint,
-                                     "classification": meta.classification,
-                                     "size": payload.size}, clock=self.clock)
+                             detail=detail, clock=self.clock)
                 self._pause("committing")
         except DBIntegrityError:
             # Another ingest of the same bytes committed first: ours is an orphan.

@@ -156,12 +156,8 @@ def test_search_with_every_filter(web):
     assert [names[r["id"]] for r in listed] == ["qd", "cv"]  # not "mật"
 
 
-def test_search_is_case_blind_for_vietnamese_capitals(web, request):
+def test_search_is_case_blind_for_vietnamese_capitals(web):
     """Full text over summary and number: "qđ" finds "12-QĐ/TU", "ĐẢNG" finds "Đảng"."""
-    if web.aenv.name == "local-sqlite":
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="archive/records.py lowers with SQL lower(), which on "
-                                "SQLite folds ASCII letters only (reported)"))
     rid, _ = ingest(web.aenv, "dang", number_symbol="15-NQ/ĐU", doc_type="nghi-quyet",
                     summary="Nghị quyết của Đảng ủy về công tác cán bộ")
     token = web.token(["records:read"])

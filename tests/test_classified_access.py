@@ -194,9 +194,6 @@ def test_denials_name_the_reason(web):
     assert "not logged in" in reasons["nobody"]
 
 
-@pytest.mark.xfail(strict=True, reason="the ingest audit entry's detail carries the number "
-                   "and symbol of a classified record, and audit queries return details as "
-                   "they are (reported)")
 def test_the_audit_log_keeps_classified_metadata_from_uncleared_auditors(local_archive):
     web = WebArchive(local_archive)
     try:
