@@ -168,14 +168,21 @@ def site(tmp_path_factory, pki, signed_pdfs):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium_available() -> None:
+    """Checked before the archive is built, so a missing browser costs nothing."""
     if not Path(CHROMIUM).is_file():
         unavailable("Chromium", f"{CHROMIUM} not found (Debian package 'chromium'; "
                     "scripts/system-deps.sh installs it)")
     try:
-        from playwright.sync_api import Error, sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError as exc:
         unavailable("Playwright", f"{exc}; install the 'test' extra")
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_available):
+    from playwright.sync_api import Error, sync_playwright
+
     with sync_playwright() as playwright:
         try:
             chromium = playwright.chromium.launch(executable_path=CHROMIUM,
@@ -189,7 +196,7 @@ def browser():
 
 
 @pytest.fixture
-def page(site, browser):
+def page(chromium_available, site, browser):
     """A fresh browser profile (no cookies) per test; console errors fail the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN",
                                   timezone_id="Asia/Ho_Chi_Minh", accept_downloads=True,
