@@ -9,6 +9,7 @@ service calls and back. The OpenAPI document (``/api/v1/openapi.json``) is built
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from datetime import date, datetime, time, timedelta
@@ -32,6 +33,8 @@ def _date(args, name: str) -> date | None:
     if not value:
         return None
     try:
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+            raise ValueError(value)  # fromisoformat also takes 20250314, 2025-W11-5 ...
         return date.fromisoformat(value)
     except ValueError as exc:
         raise InputError(f"{name}: not a date in YYYY-MM-DD form") from exc
@@ -83,7 +86,7 @@ def record_filter(args):
                         offset=_int(args, "offset", 0, 0, 10**9))
 
 
-def _record_id(record_id: str) -> str:
+def record_id_param(record_id: str) -> str:
     try:
         return str(uuid.UUID(record_id))
     except ValueError as exc:
@@ -165,7 +168,7 @@ def show_record(record_id: str):
     principal = _require_login()
     inst = instance()
     with inst.catalog.unit_of_work() as session:
-        record = show(session, principal, _record_id(record_id), client=client_address(),
+        record = show(session, principal, record_id_param(record_id), client=client_address(),
                       clock=inst.clock)
         return jsonify(record_to_dict(record, detail=True))
 
@@ -177,7 +180,7 @@ def signatures(record_id: str):
     principal = _require_login()
     inst = instance()
     with inst.catalog.unit_of_work() as session:
-        report = signature_report(session, inst.store, principal, _record_id(record_id),
+        report = signature_report(session, inst.store, principal, record_id_param(record_id),
                                   client=client_address(), clock=inst.clock)
     return jsonify({"record_id": record_id, "report": report})
 
@@ -189,7 +192,7 @@ def events(record_id: str):
     principal = _require_login()
     inst = instance()
     with inst.catalog.unit_of_work() as session:
-        rows = record_history(session, principal, _record_id(record_id),
+        rows = record_history(session, principal, record_id_param(record_id),
                               client=client_address(), clock=inst.clock)
         return jsonify({"record_id": record_id, "events": [event_to_dict(e) for e in rows]})
 
@@ -232,7 +235,7 @@ def original_response(record_id: str) -> Response:
 
     principal = _require_login()
     inst = instance()
-    record_id = _record_id(record_id)
+    record_id = record_id_param(record_id)
     with inst.catalog.unit_of_work() as session:
         stored, reader = open_original(session, inst.store, principal, record_id,
                                        client=client_address(), clock=inst.clock,
@@ -264,8 +267,8 @@ def aip(record_id: str):
 
     principal = _require_login()
     inst = instance()
-    record_id = _record_id(record_id)
-    version = _int(request.args, "version", 0, 0, 10**6) or None
+    record_id = record_id_param(record_id)
+    version = _int(request.args, "version", 0, 1, 10**6) or None  # absent: the latest
     with inst.catalog.unit_of_work() as session:
         package, reader = open_package(session, inst.store, principal, record_id, version,
                                        client=client_address(), clock=inst.clock)
@@ -332,6 +335,10 @@ def me():
 # ---- audit log ----------------------------------------------------------------------
 
 
+# Outcomes written to the audit log (docs/events.md).
+AUDIT_OUTCOMES = ("ok", "denied", "failed", "not_found", "refused", "duplicate")
+
+
 def audit_query(args):
     from archive.audit import AuditQuery
 
@@ -352,8 +359,7 @@ def audit_query(args):
         return moment
 
     return AuditQuery(actor=_text(args, "actor"), action=_text(args, "action", 64),
-                      outcome=_choice(args, "outcome", ("ok", "denied", "failed",
-                                                        "not_found")),
+                      outcome=_choice(args, "outcome", AUDIT_OUTCOMES),
                       target=_text(args, "target", 500), since=instant("from"),
                       until=instant("to", end=True),
                       limit=_int(args, "limit", 100, 1, 1000),

@@ -37,8 +37,9 @@ def _json(schema: dict, text: str = "OK") -> dict:
 
 
 def _query(name: str, schema: dict, text: str) -> dict:
+    # Every query parameter sent empty counts as left out (as an HTML form sends it).
     return {"name": name, "in": "query", "required": False, "schema": schema,
-            "description": text}
+            "allowEmptyValue": True, "description": text}
 
 
 _RECORD_ID = {"name": "record_id", "in": "path", "required": True,
@@ -49,7 +50,8 @@ _AUDIT_FILTERS = [
     _query("actor", {"type": "string", "maxLength": 200}, "Principal, e.g. user:an"),
     _query("action", {"type": "string", "maxLength": 64},
            "Action, exact or a prefix ending in *"),
-    _query("outcome", {"type": "string", "enum": ["ok", "denied", "failed", "not_found"]},
+    _query("outcome", {"type": "string", "enum": ["ok", "denied", "failed", "not_found",
+                                                  "refused", "duplicate"]},
            "Outcome"),
     _query("target", {"type": "string", "maxLength": 500}, "Target, e.g. record:<id>"),
     _query("from", {"type": "string", "maxLength": 40},
@@ -171,11 +173,11 @@ def document() -> dict:
                         _json({"type": "object", "required": ["users"],
                                "properties": {"users": {"type": "array",
                                                         "items": _ref("User")}}}),
-                        tag="users", errors=("401", "403")),
+                        tag="users"),
         },
         "/api/v1/me": {
             "get": _get("Who the caller is, and how they authenticated",
-                        _json(_ref("Me")), tag="users", errors=("401",)),
+                        _json(_ref("Me")), tag="users", errors=("400", "401")),
         },
         "/api/v1/me/access": {
             "get": _get("The caller's own access history", _json(_ref("AuditPage")),

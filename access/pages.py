@@ -13,7 +13,13 @@ from flask_babel import format_decimal
 from flask_babel import lazy_gettext as _l
 
 from access import auth, ingest_form, labels  # noqa: F401 - ingest_form adds /ingest
-from access.api import _record_id, audit_query, original_response, record_filter
+from access.api import (
+    AUDIT_OUTCOMES,
+    audit_query,
+    original_response,
+    record_filter,
+    record_id_param,
+)
 from access.auth import client_address
 from access.web import web
 from archive import policy
@@ -27,7 +33,6 @@ AUDIT_ARGS = ("actor", "action", "outcome", "target", "from", "to")
 # Events of one ingest share its time: show them in the order the steps happen.
 EVENT_ORDER = {"message digest calculation": 0, "format identification": 1, "validation": 2,
                "encryption": 3, "timestamping": 4, "ingestion": 5, "fixity check": 6}
-AUDIT_OUTCOMES = ("ok", "denied", "failed", "not_found")  # what /api/v1/audit accepts
 
 
 # ---- what every page may use --------------------------------------------------------
@@ -142,7 +147,7 @@ def record(record_id: str):
 
     inst = auth.instance()
     principal = auth.current_principal()
-    rid = _record_id(record_id)
+    rid = record_id_param(record_id)
     with inst.catalog.unit_of_work() as db:
         found = show_record(db, principal, rid, client=client_address(), clock=inst.clock)
         data = record_to_dict(found, detail=True)

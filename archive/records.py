@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import BinaryIO
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from archive import audit, policy
@@ -44,6 +44,14 @@ class RecordFilter:
     def to_dict(self) -> dict:
         return {k: (v.isoformat() if isinstance(v, date) else v)
                 for k, v in self.__dict__.items() if v is not None}
+
+
+# Events of one step share its time; within a time they are listed in the order the
+# steps happen at ingest (R-HIST-1), other types after them.
+_STEPS = ("message digest calculation", "format identification", "validation",
+          "encryption", "ingestion", "timestamping", "fixity check")
+_STEP_ORDER = case({name: n for n, name in enumerate(_STEPS)}, value=Event.event_type,
+                   else_=len(_STEPS))
 
 
 def _get(session: Session, record_id: str) -> Record:
@@ -113,7 +121,7 @@ def record_history(session: Session, principal: Principal, record_id: str, *,
     record = _get(session, record_id)
     policy.require(principal, policy.HISTORY, policy.facts_of(record), client=client)
     events = list(session.scalars(select(Event).where(Event.record_id == record_id)
-                                  .order_by(Event.occurred_at, Event.id)))
+                                  .order_by(Event.occurred_at, _STEP_ORDER, Event.id)))
     audit.append(session, principal, "record.history", f"record:{record_id}", client=client,
                  detail={"events": len(events)}, clock=clock)
     return events
