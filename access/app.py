@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from flask import Flask, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from access import auth
 from archive.errors import (
@@ -71,10 +71,14 @@ def create_app(instance: ArchiveInstance, *, config: dict | None = None) -> Flas
     @app.before_request
     def _before():
         g.started = time.perf_counter()
-        if request.endpoint in ("ops.healthz", "ops.metrics", "static", "web.static"):
-            return
+        if request.endpoint in ("ops.healthz", "ops.metrics", "api.health", "api.openapi",
+                                "static", "web.static"):
+            return  # open to all: credentials, even malformed ones, are not read
         auth.load_principal()
         if request.method not in ("GET", "HEAD", "OPTIONS") and g.via != "token":
+            if any(not isinstance(key, str) for key in request.form):
+                # A multipart part without a name: flask-wtf's token lookup fails on it.
+                raise BadRequest("a form field has no name")
             csrf.protect()  # forms and cookie-authenticated API calls
 
     from access import metrics, ops

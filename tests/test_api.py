@@ -169,6 +169,8 @@ def test_search_is_case_blind_for_vietnamese_capitals(web):
 
 @pytest.mark.parametrize("url, name", [
     ("/records?from=yesterday", "from"),
+    ("/records?from=20250314", "from"),  # ISO 8601 basic form: not YYYY-MM-DD
+    ("/records?to=2025-W11-5", "to"),
     ("/records?to=2025-02-30", "to"),
     ("/records?from=2025-02-01&to=2025-01-01", "from"),
     ("/records?limit=0", "limit"),
@@ -187,6 +189,7 @@ def test_search_is_case_blind_for_vietnamese_capitals(web):
     ("/records/not-a-uuid/original", "record id"),
     ("/records/not-a-uuid/aip", "record id"),
     (f"/records/{uuid.UUID(int=1)}/aip?version=first", "version"),
+    (f"/records/{uuid.UUID(int=1)}/aip?version=0", "version"),
     ("/agents?kind=robot", "kind"),
     ("/audit?outcome=maybe", "outcome"),
     ("/audit?from=2025-01-01T00:00:00", "from"),
@@ -201,6 +204,36 @@ def test_bad_parameters_are_400_problems_naming_the_parameter(local_web, url, na
                              "audit:read"])
     body = problem(local_web.client().get(API + url, headers=bearer(token)), 400)
     assert body["detail"].startswith(name), body["detail"]
+
+
+def test_empty_parameters_count_as_left_out(local_web):
+    """As an HTML form sends them (and as the OpenAPI document says: allowEmptyValue)."""
+    ingest(local_web.aenv, "qd", **CORPUS["qd"])
+    token = local_web.token(["records:read", "audit:read"])
+    empty = "q=&type=&org=&classification=&status=&from=&to=&limit=&offset="
+    body = local_web.client().get(f"{API}/records?{empty}", headers=bearer(token)).get_json()
+    assert body["total"] == 1 and body["limit"] == 50
+    audit = local_web.client().get(f"{API}/audit?actor=&outcome=&from=&to=&limit=",
+                                   headers=bearer(token))
+    assert audit.status_code == 200 and audit.get_json()["limit"] == 100
+
+
+def test_public_endpoints_ignore_credentials(local_web):
+    for path in ("/healthz", f"{API}/health", f"{API}/openapi.json", "/metrics"):
+        for header in ("Basic eDp5", "Bearer kls_revoked", "Bearer"):
+            assert local_web.client().get(path, headers={"Authorization": header}
+                                          ).status_code == 200, (path, header)
+
+
+def test_a_form_part_without_a_name_is_bad_input(local_web):
+    """A multipart part without a name used to crash the CSRF check (500)."""
+    local_web.add_user("an", "clerk")
+    client = local_web.login("an")
+    body = (b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{}\r\n--b--\r\n")
+    response = client.post(f"{API}/records", data=body,
+                           content_type="multipart/form-data; boundary=b")
+    assert problem(response, 400)["detail"] == "a form field has no name"
 
 
 def test_unknown_record_is_404(local_web):
