@@ -12,7 +12,7 @@ import json
 import re
 import shutil
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
@@ -57,8 +57,10 @@ def _text(args, name: str, limit: int = 200) -> str | None:
     value = args.get(name)
     if value is None or value == "":
         return None
-    if len(value) > limit or "\x00" in value:
+    if len(value) > limit:
         raise InputError(f"{name}: at most {limit} characters")
+    if "\x00" in value:
+        raise InputError(f"{name}: must not contain a NUL character")
     return value
 
 
@@ -339,6 +341,11 @@ def me():
 AUDIT_OUTCOMES = ("ok", "denied", "failed", "not_found", "refused", "duplicate")
 
 
+# A date, or an RFC 3339 date-time (its offset checked separately, to say it is missing).
+_INSTANT = re.compile(r"(?P<date>[0-9]{4}-[0-9]{2}-[0-9]{2})(?:[Tt](?P<time>[0-9]{2}:[0-9]{2}:"
+                      r"[0-9]{2})(?P<fraction>\.[0-9]+)?(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?)?")
+
+
 def audit_query(args):
     from archive.audit import AuditQuery
 
@@ -346,17 +353,24 @@ def audit_query(args):
         value = _text(args, name, 40)
         if value is None:
             return None
-        try:
-            if len(value) == 10:
-                day = date.fromisoformat(value)
-                moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
-                return moment.replace(tzinfo=instance().clock.now().tzinfo)
-            moment = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise InputError(f"{name}: not a date or ISO 8601 time") from exc
-        if moment.tzinfo is None:
+        found = _INSTANT.fullmatch(value)
+        if found and found["time"] and not found["offset"]:
             raise InputError(f"{name}: give a UTC offset (e.g. 2026-01-01T00:00:00+07:00)")
-        return moment
+        try:
+            if not found:
+                raise ValueError(value)
+            if not found["time"]:
+                day = date.fromisoformat(found["date"])
+                moment = datetime.combine(day + timedelta(days=1) if end else day, time.min)
+                moment = moment.replace(tzinfo=instance().clock.now().tzinfo)
+            else:
+                offset = "+00:00" if found["offset"] in ("Z", "z") else found["offset"]
+                moment = datetime.fromisoformat(
+                    f"{found['date']}T{found['time']}{(found['fraction'] or '')[:7]}{offset}")
+            return moment.astimezone(UTC)  # also refuses times beyond year 1 or 9999
+        except (ValueError, OverflowError) as exc:
+            raise InputError(f"{name}: not a date (YYYY-MM-DD) or a time with its UTC "
+                             "offset (RFC 3339)") from exc
 
     return AuditQuery(actor=_text(args, "actor"), action=_text(args, "action", 64),
                       outcome=_choice(args, "outcome", AUDIT_OUTCOMES),

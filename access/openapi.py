@@ -46,6 +46,8 @@ _RECORD_ID = {"name": "record_id", "in": "path", "required": True,
               "schema": {"type": "string", "format": "uuid"}, "description": "Record id"}
 _PAGE = [_query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size"),
          _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "First row")]
+_INSTANT = {"type": "string", "maxLength": 40,
+            "anyOf": [{"format": "date"}, {"format": "date-time"}]}
 _AUDIT_FILTERS = [
     _query("actor", {"type": "string", "maxLength": 200}, "Principal, e.g. user:an"),
     _query("action", {"type": "string", "maxLength": 64},
@@ -54,9 +56,8 @@ _AUDIT_FILTERS = [
                                                   "refused", "duplicate"]},
            "Outcome"),
     _query("target", {"type": "string", "maxLength": 500}, "Target, e.g. record:<id>"),
-    _query("from", {"type": "string", "maxLength": 40},
-           "From this date (YYYY-MM-DD) or ISO 8601 time with offset"),
-    _query("to", {"type": "string", "maxLength": 40}, "Until this date (inclusive) or time"),
+    _query("from", _INSTANT, "From this date (YYYY-MM-DD) or RFC 3339 time with offset"),
+    _query("to", _INSTANT, "Until this date (inclusive) or time"),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size"),
     _query("offset", {"type": "integer", "minimum": 0, "maximum": 10**9}, "First row"),
 ]

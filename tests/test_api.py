@@ -194,6 +194,10 @@ def test_search_is_case_blind_for_vietnamese_capitals(web):
     ("/audit?outcome=maybe", "outcome"),
     ("/audit?from=2025-01-01T00:00:00", "from"),
     ("/audit?to=soon", "to"),
+    ("/audit?to=9999-12-31", "to"),  # the day after is beyond the calendar
+    ("/audit?from=0001-01-01T00:00:00%2B01:00", "from"),  # before year 1 in UTC
+    ("/audit?to=9999-12-31T23:59:59-01:00", "to"),
+    ("/audit?from=2025-01-01T00:00%2B07:00", "from"),  # RFC 3339 needs the seconds
     ("/audit?limit=1001", "limit"),
     ("/audit/export?format=xml", "format"),
     ("/audit/export?limit=100001", "limit"),
@@ -576,6 +580,7 @@ def test_audit_query_and_export(web):
     assert query(**{"from": today, "to": today}, limit=1000)["total"] >= everything["total"]
     assert query(**{"from": "2001-01-01", "to": "2001-12-31"})["total"] == 0
     assert query(**{"from": f"{today}T00:00:00+00:00"})["total"] > 0
+    assert query(**{"from": f"{today}T00:00:00.5Z", "to": "9999-12-30"})["total"] > 0
     of_an = query(actor="user:an", limit=1000)["entries"]
     assert query(actor="user:an", limit=2, offset=1)["entries"] == of_an[1:3]
 
