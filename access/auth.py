@@ -28,6 +28,7 @@ from archive.principal import ANONYMOUS, Principal
 SESSION_KEY = "sid"
 PENDING_KEY = "pending"  # password checked, second factor not yet: {"user": id, "at": ts}
 PENDING_SECONDS = 300
+MAX_CHAIN_BYTES = 64 * 1024  # a client certificate and its CA certificates, as PEM
 
 
 def instance() -> ArchiveInstance:
@@ -150,23 +151,51 @@ def presented_certificate() -> bytes | None:
 
 
 def validate_client_certificate(pem: bytes) -> tuple[str | None, str]:
-    """Chain-validate a client certificate now; (SHA-256 fingerprint or None, reason)."""
+    """Chain-validate a client certificate now; (SHA-256 fingerprint or None, reason).
+
+    ``pem`` is the client's certificate, optionally followed by CA certificates the
+    proxy passes along: those only complete the path to a trust root (a proxy such as
+    nginx sends the client's certificate alone, so its issuing CA must then be found
+    through the certificate's AIA or be among the trust roots).
+    """
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from archive.certificates import fingerprint_of, load_certificate
+    from archive.certificates import fingerprint_of
     from archive.errors import ArchiveError
     from ingest.signatures import TrustConfig, Validator
 
     inst = instance()
     try:
-        cert = load_certificate(pem)
+        cert, *intermediates = _certificates(pem)
         config = TrustConfig.from_settings(inst.settings.signatures)
     except ArchiveError as exc:
         return None, exc.message
     if not config.trust_roots:
         return None, "no trust roots configured (signatures.trust_roots)"
     with Validator(config) as validator:
-        problem = validator.check_certificate(cert.public_bytes(Encoding.DER))
+        problem = validator.check_certificate(
+            cert.public_bytes(Encoding.DER),
+            intermediates=[c.public_bytes(Encoding.DER) for c in intermediates])
     if problem:
         return None, f"certificate not valid: {problem}"
     return fingerprint_of(cert), "valid"
+
+
+def _certificates(data: bytes) -> list:
+    """The client's certificate first, then any CA certificates sent after it."""
+    from cryptography import x509
+
+    from archive.certificates import load_certificate
+
+    if b"-----BEGIN" not in data:
+        return [load_certificate(data)]  # one DER certificate
+    if len(data) > MAX_CHAIN_BYTES:
+        raise InputError(f"not a certificate: {len(data)} bytes is too large")
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise InputError(f"not a certificate: no readable PEM CERTIFICATE block ({exc})") \
+            from exc
+    if len(certs) > 8:
+        raise InputError(f"{len(certs)} certificates: a client certificate and at most 7 CAs")
+    return certs

@@ -209,21 +209,26 @@ class Validator:
 
     # -- checking --
 
-    def check_certificate(self, der: bytes, *, key_usage: frozenset[str] = frozenset(
-            {"digital_signature"})) -> str | None:
+    def check_certificate(self, der: bytes, *, intermediates: Iterable[bytes] = (),
+                          key_usage: frozenset[str] = frozenset({"digital_signature"})
+                          ) -> str | None:
         """Validate one end-entity certificate now (chain to a trust root, validity,
         revocation per the configured mode, key usage): None if valid, else why not.
 
-        Used for client-certificate login (R-AUTH-1)."""
+        ``intermediates`` (DER) may complete the path to a trust root; they are never
+        trusted themselves. Used for client-certificate login (R-AUTH-1)."""
         from asn1crypto import x509 as asn1_x509
         from pyhanko_certvalidator import CertificateValidator
 
         try:
             cert = asn1_x509.Certificate.load(der)
-            cert.native  # noqa: B018 - parse fully now, not inside the validator
+            others = tuple(asn1_x509.Certificate.load(d) for d in intermediates)
+            for parsed in (cert, *others):
+                parsed.native  # noqa: B018 - parse fully now, not inside the validator
         except ValueError as exc:
             return f"not a certificate: {exc}"
-        context = self.context(None, Material(), fetching=self.config.allow_fetching)
+        context = self.context(None, Material(certs=others),
+                               fetching=self.config.allow_fetching)
         validator = CertificateValidator(cert, validation_context=context)
         try:
             self._loop.run_until_complete(validator.async_validate_usage(set(key_usage)))
