@@ -62,7 +62,7 @@ class CatalogCollector:
                     records.add_metric([status], count)
                 failing.add_metric([], session.scalar(
                     select(func.count()).select_from(PackageVersion)
-                    .where(PackageVersion.last_fixity_outcome == "failure")) or 0)
+                    .where(PackageVersion.last_fixity_outcome == "failed")) or 0)
             up.add_metric([], 1)
         except ArchiveError:
             up.add_metric([], 0)

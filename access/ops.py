@@ -24,7 +24,7 @@ def _last_runs(session) -> dict:
     runs: dict = {}
     last_fixity = session.scalar(select(func.max(PackageVersion.last_fixity_at)))
     failed = session.scalar(select(func.count()).select_from(PackageVersion)
-                            .where(PackageVersion.last_fixity_outcome == "failure"))
+                            .where(PackageVersion.last_fixity_outcome == "failed"))
     runs["fixity"] = {"last_at": last_fixity.isoformat() if last_fixity else None,
                       "packages_failing": failed or 0}
     last_entry = session.scalar(select(func.max(AuditEntry.occurred_at)))
