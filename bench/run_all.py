@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_fixity.py", "bench_bag_validate.py", "bench_ingest.py"]
+SCRIPTS = ["bench_fixity.py", "bench_bag_validate.py", "bench_ingest.py",
+           "bench_download.py", "bench_api_metadata.py"]
 
 if __name__ == "__main__":
     failed = 0
