@@ -18,7 +18,7 @@ from pathlib import Path
 from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from access.auth import client_address, current_principal, instance
-from archive.errors import InputError, IntegrityError
+from archive.errors import ArchiveError, InputError, IntegrityError
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -154,11 +154,15 @@ def ingest_record():
                                 clock=inst.clock)
         try:
             result = service.ingest(path, metadata, "metadata")
+        except ArchiveError as exc:
+            # Name the file as the sender did, not by the server's staging path.
+            exc.message = exc.message.replace(str(path), upload.filename)
+            raise
         finally:
             service.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    body = result.to_dict()
+    body = {**result.to_dict(), "source": upload.filename}
     return jsonify(body), 201 if result.status == "archived" else 200
 
 

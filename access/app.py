@@ -21,6 +21,8 @@ from archive.errors import (
     AccessDenied,
     ArchiveError,
     DatabaseUnavailable,
+    DataKeyDestroyed,
+    EncryptionKeyError,
     InputError,
     NotAuthenticated,
     NotFound,
@@ -33,6 +35,7 @@ csrf = CSRFProtect()
 
 # The one table from service errors to HTTP statuses (most specific first).
 _STATUS = (
+    (DataKeyDestroyed, 410),  # crypto-shredded (R-DESTROY-1): unreadable for good
     (NotFound, 404),
     (InputError, 400),
     (NotAuthenticated, 401),
@@ -40,6 +43,7 @@ _STATUS = (
     (Refused, 422),  # a rule refused the submission (with its report)
     (DatabaseUnavailable, 503),
     (StorageError, 503),
+    (EncryptionKeyError, 503),  # the key folder is missing or unusable here
 )
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -141,7 +141,10 @@ def document() -> dict:
                         {"description": "The original file",
                          "content": {"application/pdf": {"schema": {
                              "type": "string", "format": "binary"}}}},
-                        params=[_RECORD_ID], tag="records", extra=_not_found()),
+                        params=[_RECORD_ID], tag="records", extra={
+                            **_not_found(), "410": _problem_response(
+                                "The data key of the classified original was destroyed "
+                                "(crypto-shredding): it can never be read again")}),
         },
         "/api/v1/records/{record_id}/aip": {
             "get": _get("Download the stored AIP (BagIt tar), verified while streaming",

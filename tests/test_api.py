@@ -329,6 +329,25 @@ def test_classified_original_is_decrypted_for_a_cleared_user(web):
         assert f"{rid}.v1/data/content/document.enc" in tar.getnames()
 
 
+def test_a_crypto_shredded_original_is_gone(local_web):
+    """R-DESTROY-1: once its data key is destroyed, the original is 410 Gone (not 500)."""
+    from archive.keystore import KeyVault
+    from archive.models import StoredFile
+
+    rid, _ = ingest(local_web.aenv, "bc", **CORPUS["bc"])
+    with local_web.instance.catalog.unit_of_work(snapshot=True) as db:
+        meta = db.scalars(select(StoredFile.encryption)
+                          .where(StoredFile.role == "original")).one()
+    assert KeyVault.from_settings(local_web.aenv.settings).destroy_data_key(meta["dek_id"])
+    token = local_web.token(["records:read", "records:download"], clearance="mat")
+    gone = problem(local_web.client().get(f"{API}/records/{rid}/original",
+                                          headers=bearer(token)), 410)
+    assert gone["title"] == "DataKeyDestroyed" and "crypto-shredded" in gone["detail"]
+    # The record's description and history stay readable.
+    assert local_web.client().get(f"{API}/records/{rid}", headers=bearer(token)).status_code \
+        == 200
+
+
 def _flip_original_byte(aenv, rid: str) -> None:
     key = f"aip/{rid}/v0001.tar"
     data = bytearray(_read(aenv, key))
@@ -414,6 +433,7 @@ def test_multipart_ingest(web):
     assert created.status_code == 201, created.data
     body = created.get_json()
     assert body["status"] == "archived" and body["version"] == 1
+    assert body["source"] == "quyết định.pdf"  # the sender's name, not a server path
     rid = body["record_id"]
     assert client.get(f"{API}/records/{rid}/original").data == pdf
     again = _upload(client, pdf, "copy.pdf", sample_metadata(), headers=csrf)
@@ -432,6 +452,11 @@ def test_multipart_ingest(web):
     no_file = client.post(f"{API}/records", headers=csrf, data={"metadata": "{}"},
                           content_type="multipart/form-data")
     assert problem(no_file, 400)["detail"].startswith("file")
+    refused = problem(_upload(client, b"plain text, not a PDF", "ghi chu.txt",
+                              sample_metadata(), headers=csrf), 422)
+    assert refused["detail"].startswith("ghi chu.txt: format Plain Text")
+    assert "staging" not in json.dumps(refused)
+    assert refused["submission_id"] and "not accepted" in refused["report"]["reason"]
 
     # A cookie-authenticated POST needs the CSRF token; a Bearer token does not.
     assert "CSRF" in problem(_upload(client, make_pdf(["csrf"]), "c.pdf",
