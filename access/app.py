@@ -155,10 +155,14 @@ def register_errors(app: Flask) -> None:
             exc.client = exc.client or auth.client_address()
             auth.instance().catalog.log_denial(exc)
         status = status_of(exc)
-        if status == 500:
-            app.logger.error("archive error: %s", exc.message)
+        message = exc.message
         extra = {}
-        if isinstance(exc, AccessDenied):
+        if status >= 500:
+            # Server-side faults name paths and endpoints: for the operators' log only.
+            app.logger.error("archive error (%s): %s", status, exc.message)
+            message = ("The archive could not complete the request; the fault was logged "
+                       "for the operators.")
+        elif isinstance(exc, AccessDenied):
             extra = {"action": exc.denial.action, "target": exc.denial.target,
                      "reason": exc.denial.reason}
         elif hasattr(exc, "to_dict"):
@@ -166,8 +170,8 @@ def register_errors(app: Flask) -> None:
         if not wants_json():
             from access.web import error_page
 
-            return error_page(status, type(exc).__name__, exc.message, **extra)
-        response = problem(status, type(exc).__name__, exc.message, **extra)
+            return error_page(status, type(exc).__name__, message, **extra)
+        response = problem(status, type(exc).__name__, message, **extra)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="archive"'
         return response

@@ -133,11 +133,27 @@ def unit_of_work(factory: sessionmaker[Session], *, snapshot: bool = False
         session.close()
         log_denial(factory, exc)
         raise
+    except ArchiveError as exc:
+        session.rollback()
+        session.close()
+        _log_after_rollback(factory, exc)
+        raise
     except BaseException:
         session.rollback()
         raise
     finally:
         session.close()
+
+
+def _log_after_rollback(factory: sessionmaker[Session], exc: ArchiveError) -> None:
+    entry = exc.audit_after_rollback
+    if not entry:
+        return
+    from archive import audit
+
+    exc.audit_after_rollback = None  # once, even if re-raised through outer units
+    with unit_of_work(factory) as session:
+        audit.append(session, **entry)
 
 
 def log_denial(factory: sessionmaker[Session], exc: AccessDenied) -> None:

@@ -17,6 +17,9 @@ class ArchiveError(Exception):
     """Root of every error raised by the archive."""
 
     exit_code = 2
+    # An audit entry (keyword arguments of ``audit.append``) to write after the failed use
+    # case rolled back, e.g. a view of a record that does not exist (R-AUDIT-1).
+    audit_after_rollback: dict | None = None
 
     def __init__(self, message: str):
         super().__init__(message)

@@ -64,6 +64,18 @@ def _get(session: Session, record_id: str) -> Record:
     return record
 
 
+def _find(session: Session, principal: Principal, record_id: str, action: str,
+          client: str) -> Record:
+    """The record, or NotFound; the attempt is audited even though the use case fails."""
+    try:
+        return _get(session, record_id)
+    except NotFound as exc:
+        exc.audit_after_rollback = {"principal": principal, "action": action,
+                                    "target": f"record:{record_id}", "outcome": "not_found",
+                                    "client": client}
+        raise
+
+
 def list_records(session: Session, principal: Principal, flt: RecordFilter, *,
                  client: str = "", clock: Clock | None = None) -> tuple[int, list[Record]]:
     """Records matching ``flt`` that ``principal`` may see (newest document date
@@ -104,12 +116,7 @@ def list_records(session: Session, principal: Principal, flt: RecordFilter, *,
 
 def show_record(session: Session, principal: Principal, record_id: str, *,
                 client: str = "", clock: Clock | None = None) -> Record:
-    try:
-        record = _get(session, record_id)
-    except NotFound:
-        audit.append(session, principal, "record.view", f"record:{record_id}",
-                     outcome="not_found", client=client, clock=clock)
-        raise
+    record = _find(session, principal, record_id, "record.view", client)
     policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
     audit.append(session, principal, "record.view", f"record:{record_id}", client=client,
                  clock=clock)
@@ -118,7 +125,7 @@ def show_record(session: Session, principal: Principal, record_id: str, *,
 
 def record_history(session: Session, principal: Principal, record_id: str, *,
                    client: str = "", clock: Clock | None = None) -> list[Event]:
-    record = _get(session, record_id)
+    record = _find(session, principal, record_id, "record.history", client)
     policy.require(principal, policy.HISTORY, policy.facts_of(record), client=client)
     events = list(session.scalars(select(Event).where(Event.record_id == record_id)
                                   .order_by(Event.occurred_at, _STEP_ORDER, Event.id)))
@@ -137,29 +144,39 @@ def open_original(session: Session, store: ObjectStore, principal: Principal,
     at the end. Either failure is raised from the final read, so callers must publish
     the output only after the stream ended cleanly.
     """
-    record = _get(session, record_id)
+    record = _find(session, principal, record_id, "record.download", client)
     policy.require(principal, policy.DOWNLOAD, policy.facts_of(record), client=client)
     version = record.versions[-1]
     original = next(f for f in version.files if f.role == "original")
-    audit.append(session, principal, "record.download", f"record:{record_id}", client=client,
-                 detail={"path": original.path, "storage_key": version.storage_key,
-                         "size": original.size}, clock=clock)
+    if original.encryption and vault is None:
+        raise InputError(f"record {record_id} is encrypted (classified); its keys are "
+                         "needed to read it")
     raw = store.open(version.storage_key, original.offset, original.size)
-    verified = VerifyingReader(raw, name=f"{version.storage_key}:{original.path}",
-                               size=original.size, digests=dict(original.digests))
-    if original.encryption:
-        if vault is None:
-            verified.close()
-            raise InputError(f"record {record_id} is encrypted (classified); its keys are "
-                             "needed to read it")
-        try:
-            return original, open_decrypting(verified, original.encryption, original.size,
-                                             vault, aad=associated_data(record_id,
-                                                                        original.path))
-        except BaseException:
-            verified.close()
-            raise
-    return original, verified
+    try:
+        stream = VerifyingReader(raw, name=f"{version.storage_key}:{original.path}",
+                                 size=original.size, digests=retrieval_digests(original.digests))
+        if original.encryption:
+            stream = open_decrypting(stream, original.encryption, original.size, vault,
+                                     aad=associated_data(record_id, original.path))
+        # Last before the commit: the audit chain's head row stays locked only briefly.
+        audit.append(session, principal, "record.download", f"record:{record_id}",
+                     client=client, detail={"path": original.path,
+                                            "storage_key": version.storage_key,
+                                            "size": original.size}, clock=clock)
+    except BaseException:
+        raw.close()
+        raise
+    return original, stream
+
+
+def retrieval_digests(digests: dict) -> dict:
+    """The digests checked while a file is retrieved (R-FIX-1): SHA-256 alone.
+
+    Every stored file carries SHA-256 and SHA-512; SHA-256 is collision-resistant on
+    its own and three times cheaper to check as bytes stream out, so retrievals check
+    it and the scheduled fixity audits check both.
+    """
+    return {"sha256": digests["sha256"]} if "sha256" in digests else dict(digests)
 
 
 def open_package(session: Session, store: ObjectStore, principal: Principal,
@@ -169,18 +186,23 @@ def open_package(session: Session, store: ObjectStore, principal: Principal,
 
     Classified files inside stay encrypted, as stored (R-CLASS-1).
     """
-    record = _get(session, record_id)
+    record = _find(session, principal, record_id, "record.export", client)
     policy.require(principal, policy.EXPORT, policy.facts_of(record), client=client)
     chosen = record.versions[-1] if version is None else \
         next((v for v in record.versions if v.version == version), None)
     if chosen is None:
         raise NotFound(f"record {record_id} has no package version {version}")
-    audit.append(session, principal, "record.export", f"record:{record_id}", client=client,
-                 detail={"version": chosen.version, "storage_key": chosen.storage_key,
-                         "size": chosen.size}, clock=clock)
     raw = store.open(chosen.storage_key)
+    try:
+        audit.append(session, principal, "record.export", f"record:{record_id}",
+                     client=client, detail={"version": chosen.version,
+                                            "storage_key": chosen.storage_key,
+                                            "size": chosen.size}, clock=clock)
+    except BaseException:
+        raw.close()
+        raise
     return chosen, VerifyingReader(raw, name=chosen.storage_key, size=chosen.size,
-                                   digests=dict(chosen.digests))
+                                   digests=retrieval_digests(chosen.digests))
 
 
 def signature_report(session: Session, store: ObjectStore, principal: Principal,
@@ -189,7 +211,7 @@ def signature_report(session: Session, store: ObjectStore, principal: Principal,
     """The signature validation report kept in the AIP at ingest (None: none kept)."""
     import json
 
-    record = _get(session, record_id)
+    record = _find(session, principal, record_id, "record.signatures", client)
     policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
     version = record.versions[-1]
     stored = next((f for f in version.files if f.path == SIGNATURE_REPORT_PATH), None)

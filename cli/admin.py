@@ -117,7 +117,9 @@ def serve(host: str | None, port: int | None, threads: int) -> None:
     click.echo(f"{settings.archive.system_name}: serving on http://{host}:{port} "
                f"(catalog {instance.catalog.url.split('://')[0]}, store {instance.store.name})")
     try:
-        waitress.serve(app, host=host, port=port, threads=threads, ident="archive")
+        waitress.serve(app, host=host, port=port, threads=threads, ident="archive",
+                       # streamed downloads stay in memory up to 4 MiB, not a temp file
+                       outbuf_overflow=4 * 1024 * 1024)
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=False)

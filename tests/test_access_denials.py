@@ -239,3 +239,31 @@ def test_a_clerk_ingests_within_its_grants(archive):
     assert call(archive, records.show_record, clerk, result.record_id).created_by == \
         str(clerk)
     assert not archive.denied()
+
+
+@pytest.mark.parametrize("read", ["view", "history", "download", "export", "signatures"])
+def test_a_read_of_a_missing_record_is_audited(archive, read):
+    """R-AUDIT-1: the attempt stays on record even though the use case fails (NotFound
+    rolls its transaction back; the entry is written after, in its own)."""
+    from archive.errors import NotFound
+
+    missing = "00000000-0000-4000-8000-000000000000"
+    inst = archive.instance
+    calls = {
+        "view": lambda s: records.show_record(s, CLERK, missing, client="10.0.0.7"),
+        "history": lambda s: records.record_history(s, CLERK, missing, client="10.0.0.7"),
+        "download": lambda s: records.open_original(s, inst.store, CLERK, missing,
+                                                    client="10.0.0.7"),
+        "export": lambda s: records.open_package(s, inst.store, CLERK, missing,
+                                                 client="10.0.0.7"),
+        "signatures": lambda s: records.signature_report(s, inst.store, CLERK, missing,
+                                                         client="10.0.0.7"),
+    }
+    with inst.catalog.unit_of_work() as s:
+        before = s.scalar(select(func.max(AuditEntry.seq)))
+    with pytest.raises(NotFound), inst.catalog.unit_of_work() as s:
+        calls[read](s)
+    [entry] = archive.entries_after(before)
+    assert (entry.actor, entry.target, entry.outcome, entry.client) == (
+        str(CLERK), f"record:{missing}", "not_found", "10.0.0.7")
+    assert entry.action == f"record.{read}"
