@@ -557,6 +557,8 @@ def authenticate_token(session: Session, secret: str, *, clock: Clock | None = N
         organisations: tuple[str, ...] = (token.agent.identifier,)
     else:  # a system reaches the records of the organisation that owns it
         owner = session.get(Agent, token.agent.parent_id) if token.agent.parent_id else None
+        if owner is not None and owner.status != "active":
+            return None  # the organisation answering for the system is gone
         organisations = (owner.identifier,) if owner is not None else ()
     return Principal("token", token.id, f"{token.name} ({token.agent.name})",
                      clearance=token.clearance, fonds=tuple(token.fonds or ()),

@@ -641,3 +641,19 @@ def test_certificate_login(catalog, settings, clock):
                         ("failed", "certificate outside its validity period"),
                         ("denied", "account locked")]
     assert_chain_ok(catalog)
+
+
+def test_a_system_token_reaches_its_owners_records_until_the_owner_is_inactive(
+        catalog, settings, clock):
+    """R-REPO-1: a system's token acts for the organisation that owns it, and stops with it."""
+    from archive.agents import register_agent
+
+    with catalog.unit_of_work() as s:
+        register_agent(s, settings, OPERATOR, kind="system", identifier="qlvb-tinh-uy",
+                       name="Hệ thống quản lý văn bản", parent=ORG2, clock=clock)
+    _, secret = new_token(catalog, settings, clock, agent="qlvb-tinh-uy")
+    principal = run(catalog, authenticate_token, secret, clock=clock)
+    assert principal.organisations == (ORG2,) and principal.kind == "token"
+    with catalog.unit_of_work() as s:
+        s.scalar(select(Agent).where(Agent.identifier == ORG2)).status = "inactive"
+    assert run(catalog, authenticate_token, secret, clock=clock) is None
