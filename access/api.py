@@ -107,6 +107,11 @@ def _require_login():
     return principal
 
 
+def _page(total: int, query, key: str, items: list):
+    """One page of a listing: the total, the window asked for and the items."""
+    return jsonify({"total": total, "offset": query.offset, "limit": query.limit, key: items})
+
+
 # ---- records ------------------------------------------------------------------------
 
 
@@ -121,15 +126,38 @@ def list_records():
     with inst.catalog.unit_of_work() as session:
         total, rows = search(session, principal, flt, client=client_address(),
                              clock=inst.clock)
-        return jsonify({"total": total, "offset": flt.offset, "limit": flt.limit,
-                        "records": [record_to_dict(r) for r in rows]})
+        return _page(total, flt, "records", [record_to_dict(r) for r in rows])
+
+
+def ingest_upload(upload, metadata: dict, principal, *, source: str):
+    """Ingest an uploaded file (API or web form) from a private staging folder, removed
+    afterwards; errors name the file as the sender did, not the staging path."""
+    from archive.bag import safe_payload_name
+    from ingest.services import IngestService
+
+    inst = instance()
+    name = safe_payload_name(Path(upload.filename).name or "document.pdf")
+    folder = inst.settings.staging_dir / f"upload-{uuid.uuid4().hex}"
+    folder.mkdir(parents=True)
+    try:
+        path = folder / name
+        upload.save(path)
+        service = IngestService(inst.settings, inst.catalog, inst.store, principal=principal,
+                                clock=inst.clock)
+        try:
+            return service.ingest(path, metadata, source)
+        except ArchiveError as exc:
+            exc.message = exc.message.replace(str(path), upload.filename)
+            raise
+        finally:
+            service.close()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @api.post("/records")
 def ingest_record():
     """Ingest one document (multipart: ``file`` and ``metadata`` as JSON text)."""
-    from ingest.services import IngestService
-
     principal = _require_login()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
@@ -141,27 +169,7 @@ def ingest_record():
         raise InputError(f"metadata: not valid JSON ({exc})") from exc
     if not isinstance(metadata, dict):
         raise InputError("metadata: expected a JSON object")
-    inst = instance()
-    from archive.bag import safe_payload_name
-
-    name = safe_payload_name(Path(upload.filename).name or "document.pdf")
-    folder = inst.settings.staging_dir / f"upload-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True)
-    try:
-        path = folder / name
-        upload.save(path)
-        service = IngestService(inst.settings, inst.catalog, inst.store, principal=principal,
-                                clock=inst.clock)
-        try:
-            result = service.ingest(path, metadata, "metadata")
-        except ArchiveError as exc:
-            # Name the file as the sender did, not by the server's staging path.
-            exc.message = exc.message.replace(str(path), upload.filename)
-            raise
-        finally:
-            service.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    result = ingest_upload(upload, metadata, principal, source="metadata")
     body = {**result.to_dict(), "source": upload.filename}
     return jsonify(body), 201 if result.status == "archived" else 200
 
@@ -393,8 +401,7 @@ def audit_log():
     inst = instance()
     with inst.catalog.unit_of_work() as session:
         total, rows = query(session, principal, q, client=client_address(), clock=inst.clock)
-        return jsonify({"total": total, "offset": q.offset, "limit": q.limit,
-                        "entries": [entry_to_dict(e) for e in rows]})
+        return _page(total, q, "entries", [entry_to_dict(e) for e in rows])
 
 
 @api.get("/audit/export")
@@ -443,8 +450,7 @@ def my_access():
     with inst.catalog.unit_of_work() as session:
         total, rows = own_entries(session, principal, q, client=client_address(),
                                   clock=inst.clock)
-        return jsonify({"total": total, "offset": q.offset, "limit": q.limit,
-                        "entries": [entry_to_dict(e) for e in rows]})
+        return _page(total, q, "entries", [entry_to_dict(e) for e in rows])
 
 
 # ---- health and the API description -------------------------------------------------

@@ -8,10 +8,6 @@ plain words, an archived document as a link to its record.
 
 from __future__ import annotations
 
-import shutil
-import uuid
-from pathlib import Path
-
 from flask import render_template, request
 from flask_babel import gettext as _
 
@@ -63,26 +59,11 @@ def _organisations(principal) -> list[tuple[str, str]]:
 
 
 def _ingest(upload, metadata: dict, principal):
-    from archive.bag import safe_payload_name
-    from ingest.services import IngestService
+    from access.api import ingest_upload
 
     if upload is None or not upload.filename:
         raise InputError(_("Choose the PDF file of the document."))
-    inst = auth.instance()
-    name = safe_payload_name(Path(upload.filename).name or "document.pdf")
-    folder = inst.settings.staging_dir / f"upload-{uuid.uuid4().hex}"
-    folder.mkdir(parents=True)
-    try:
-        path = folder / name
-        upload.save(path)
-        service = IngestService(inst.settings, inst.catalog, inst.store, principal=principal,
-                                clock=inst.clock)
-        try:
-            return service.ingest(path, metadata, "form")
-        finally:
-            service.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    return ingest_upload(upload, metadata, principal, source="form")
 
 
 def refusal_view(exc: SubmissionRefused) -> dict:
