@@ -86,6 +86,11 @@ class Agent(Base):
     position: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | inactive
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Where notifications to this agent are delivered (R-REVOKE-1), besides being listed.
+    email: Mapped[str | None] = mapped_column(String(320))
+    webhook_url: Mapped[str | None] = mapped_column(String(1000))
+
+    parent: Mapped[Agent | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
 
 
 class Record(Base):
@@ -117,10 +122,21 @@ class Record(Base):
     pdfa: Mapped[str | None] = mapped_column(String(16))  # PDF/A conformance, e.g. "2b"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(200))
+    # R-CONV-1: born-digital, or a digitised copy of a paper original.
+    origin: Mapped[str] = mapped_column(String(16), default="born-digital",
+                                        server_default="born-digital")
+    paper_original_id: Mapped[str | None] = mapped_column(ForeignKey("paper_originals.id"))
 
     issuing_org: Mapped[Agent] = relationship()
     versions: Mapped[list[PackageVersion]] = relationship(
         back_populates="record", order_by="PackageVersion.version")
+    # Every seal ever put on the record (R-SEAL-1); at most one is active at a time.
+    seals: Mapped[list[Seal]] = relationship(secondary="seal_records", viewonly=True,
+                                             order_by="Seal.sealed_at")
+
+    @property
+    def active_seal(self) -> Seal | None:
+        return next((s for s in self.seals if s.status == "active"), None)
 
     __table_args__ = (
         Index("ix_records_doc_date", "doc_date"),
@@ -309,6 +325,11 @@ class Notification(Base):
     related: Mapped[str | None] = mapped_column(String(200))  # e.g. submission:<id>
     channel: Mapped[str] = mapped_column(String(32), default="recorded")
     status: Mapped[str] = mapped_column(String(16), default="recorded")  # recorded|sent|failed
+    # Delivery through the configured channels (e-mail, webhook): an outbox drained
+    # after the transaction that recorded the notification commits.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
 
 
 class User(Base):
@@ -396,3 +417,163 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     agent: Mapped[Agent] = relationship()
+
+
+# ---- record lifecycle (#5) ----------------------------------------------------------
+
+
+class RecordLink(Base):
+    """A typed link from a successor document to the one it acts on (R-AMEND-1).
+
+    An archived document is never edited in place: a correction (đính chính),
+    replacement (thay thế) or withdrawal (thu hồi) is a new signed document ingested
+    with a link to the original; both pages show the link and its reason.
+    """
+
+    __tablename__ = "record_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)  # successor
+    target_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)  # original
+    kind: Mapped[str] = mapped_column(String(16))  # correction | replacement | withdrawal
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+    record: Mapped[Record] = relationship(foreign_keys=[record_id])
+    target: Mapped[Record] = relationship(foreign_keys=[target_id])
+
+    __table_args__ = (UniqueConstraint("record_id", "target_id", "kind"),)
+
+
+class Draft(Base):
+    """A document being prepared before it is archived; only drafts may change (R-AMEND-1)."""
+
+    __tablename__ = "drafts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    metadata_: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    file_key: Mapped[str | None] = mapped_column(String(500))  # staged file, if any
+    file_name: Mapped[str | None] = mapped_column(String(1000))
+    file_sha256: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft|archived|discarded
+    record_id: Mapped[str | None] = mapped_column(ForeignKey("records.id"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    changes: Mapped[list[DraftChange]] = relationship(back_populates="draft",
+                                                      order_by="DraftChange.id")
+
+
+class DraftChange(Base):
+    """Who changed a draft, when, what and why (R-AMEND-1)."""
+
+    __tablename__ = "draft_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[str] = mapped_column(ForeignKey("drafts.id"), index=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str] = mapped_column(String(200))
+    changes: Mapped[dict] = mapped_column(JSON)  # field -> {"from": old, "to": new}
+    reason: Mapped[str] = mapped_column(Text)
+
+    draft: Mapped[Draft] = relationship(back_populates="changes")
+
+
+class Revocation(Base):
+    """A decision on a document's validity (R-REVOKE-1): revoke, or reinstate a mistaken
+    revocation. Never deleted or edited; a mistake is corrected by a new decision."""
+
+    __tablename__ = "revocations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # revoke | reinstate
+    reason: Mapped[str] = mapped_column(Text)
+    form: Mapped[str] = mapped_column(String(200))  # hình thức, e.g. "quyết định"
+    legal_basis: Mapped[str] = mapped_column(Text)  # căn cứ
+    decision_ref: Mapped[str | None] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str] = mapped_column(String(200))
+    # A revocation propagated from another record (a paper original to its digitised
+    # copy): the decision it follows.
+    cause_id: Mapped[str | None] = mapped_column(ForeignKey("revocations.id"))
+    # The revocation a reinstatement corrects.
+    corrects_id: Mapped[str | None] = mapped_column(ForeignKey("revocations.id"))
+
+
+class Seal(Base):
+    """A sealing decision for inspection (R-SEAL-1..3) over one or more records."""
+
+    __tablename__ = "seals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200))  # the decision's number
+    decision_date: Mapped[date] = mapped_column(Date)
+    # The issuing authority: a registered organisation; only it may unseal.
+    authority_id: Mapped[int] = mapped_column(ForeignKey("agents.id"))
+    scope: Mapped[str] = mapped_column(Text)  # as the decision words it
+    readers: Mapped[list] = mapped_column(JSON, default=list)  # person identifiers
+    sealed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sealed_by: Mapped[str] = mapped_column(String(200))  # principal
+    sealer_person: Mapped[str | None] = mapped_column(String(64))
+    manifest_key: Mapped[str] = mapped_column(String(500))
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    legal_hold: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | lifted
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    lift_reference: Mapped[str | None] = mapped_column(String(200))
+    lift_report: Mapped[dict | None] = mapped_column(JSON)
+
+    authority: Mapped[Agent] = relationship()
+    records: Mapped[list[Record]] = relationship(secondary="seal_records", viewonly=True)
+
+
+class SealRecord(Base):
+    __tablename__ = "seal_records"
+
+    seal_id: Mapped[str] = mapped_column(ForeignKey("seals.id"), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), primary_key=True,
+                                           index=True)
+
+
+class Rendition(Base):
+    """A paper rendition (bản in) of a record with its verification QR (R-CONV-2).
+
+    Its validity is the record's: revoking or destroying the record changes what the
+    verification page says for every rendition at the same instant.
+    """
+
+    __tablename__ = "renditions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    converter: Mapped[str] = mapped_column(String(300))  # the person's name
+    storage_key: Mapped[str | None] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    page_count: Mapped[int] = mapped_column(Integer)
+    verify_url: Mapped[str] = mapped_column(String(1000))
+
+    record: Mapped[Record] = relationship()
+
+
+class PaperOriginal(Base):
+    """A paper document whose digitised copy is archived (R-CONV-1).
+
+    Revoking the paper original revokes its digitised copies.
+    """
+
+    __tablename__ = "paper_originals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(200), unique=True)  # where it is registered
+    description: Mapped[str] = mapped_column(Text, default="")
+    holder: Mapped[str] = mapped_column(String(500), default="")  # who keeps the paper
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))

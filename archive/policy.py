@@ -17,9 +17,12 @@ filter through :func:`search_scope`. The rules, in order:
    classified content); an unknown classification exceeds every clearance;
 5. the record must be within the principal's grants (fonds or issuing organisation);
 6. the record's state: destroyed records keep only their metadata; a sealed record
-   (R-SEAL-2) refuses every read of content and every change except to the readers
-   its sealing decision names, and is unsealed only by an inspector; an archived
-   record is never described in place (R-AMEND-1) and its validity is revoked once.
+   (R-SEAL-2) refuses every read of content, every copy and every change except
+   reads by the readers its sealing decision names, and is unsealed only by the sealing
+   authority (R-SEAL-3: the person who sealed it, or a person of the organisation that
+   issued the decision); an archived record is never described in place (R-AMEND-1),
+   its validity is revoked once and reinstated only from a revocation, and a revoked
+   record is not printed again (R-CONV-2).
 
 A denial raised inside a unit of work is written to the audit log (outcome
 ``denied``, with the reason) in its own transaction by :mod:`archive.db`.
@@ -51,6 +54,9 @@ PROPOSE_RETENTION = "retention.propose"
 PROPOSE_DESTRUCTION = "destruction.propose"
 APPROVE_DESTRUCTION = "destruction.approve"
 REVOKE = "record.revoke"
+REINSTATE = "record.reinstate"  # correct a mistaken revocation by a new decision
+AMEND = "record.amend"  # link a correction, replacement or withdrawal to it (R-AMEND-1)
+RENDER = "record.render"  # produce a paper rendition with a verification QR (R-CONV-2)
 SEAL = "record.seal"
 UNSEAL = "record.unseal"
 AUDIT_READ = "audit.read"
@@ -63,23 +69,25 @@ ACCOUNT = "account.view"  # one's own profile and access history
 PASSWORD = "account.password"  # noqa: S105 (an action: change one's own password)
 
 RECORD_ACTIONS = (SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, DESCRIBE, PROPOSE_RETENTION,
-                  PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL)
+                  PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL,
+                  AMEND, RENDER)
 OTHER_ACTIONS = (INGEST, AUDIT_READ, AGENT_READ, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
                  CONFIG_MANAGE, ACCOUNT, PASSWORD)
 ACTIONS = RECORD_ACTIONS + OTHER_ACTIONS
 
 # R-AUTH-1: actions that create, change, approve, seal, revoke or destroy.
 CHANGES = frozenset({INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION,
-                     APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL, AGENT_MANAGE, USER_MANAGE,
-                     TOKEN_MANAGE, CONFIG_MANAGE, PASSWORD})
+                     APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL, AMEND, RENDER,
+                     AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, PASSWORD})
 _READS = frozenset({SEARCH, VIEW, HISTORY})
 _CONTENT = frozenset({DOWNLOAD, EXPORT})
 
 _COMMON = frozenset({ACCOUNT, PASSWORD, AGENT_READ})
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
-    "clerk": _COMMON | _READS | {DOWNLOAD, INGEST, DESCRIBE},
-    "archivist": _COMMON | _READS | {DOWNLOAD, EXPORT, PROPOSE_RETENTION, PROPOSE_DESTRUCTION},
-    "approver": _COMMON | _READS | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE},
+    "clerk": _COMMON | _READS | {DOWNLOAD, INGEST, DESCRIBE, AMEND, RENDER},
+    "archivist": _COMMON | _READS | {DOWNLOAD, EXPORT, PROPOSE_RETENTION, PROPOSE_DESTRUCTION,
+                                     RENDER},
+    "approver": _COMMON | _READS | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE, REINSTATE},
     "inspector": _COMMON | _READS | {DOWNLOAD, EXPORT, SEAL, UNSEAL},
     "auditor": _COMMON | _READS | {AUDIT_READ},
     "administrator": _COMMON | {SEARCH, VIEW, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
@@ -101,7 +109,9 @@ ALL = "*"
 @dataclass(frozen=True)
 class SealFacts:
     reference: str  # the sealing decision's number
-    readers: tuple[str, ...] = ()  # principals (str form) the decision lets read
+    readers: tuple[str, ...] = ()  # persons (or principals, str form) the decision lets read
+    authority: str = ""  # identifier of the organisation that issued the decision
+    sealer: str = ""  # person identifier of the inspector who sealed
 
 
 @dataclass(frozen=True)
@@ -116,11 +126,20 @@ class RecordFacts:
     seal: SealFacts | None = None
 
 
+def seal_facts(seal) -> SealFacts:
+    """The policy facts of a catalog :class:`~archive.models.Seal`."""
+    return SealFacts(reference=seal.reference, readers=tuple(seal.readers or ()),
+                     authority=seal.authority.identifier if seal.authority else "",
+                     sealer=seal.sealer_person or "")
+
+
 def facts_of(record) -> RecordFacts:
     """The policy facts of a catalog :class:`~archive.models.Record`."""
+    seal = record.active_seal
     return RecordFacts(id=record.id, classification=record.classification,
                        status=record.status, fonds=record.fonds,
-                       issuing_org=record.issuing_org.identifier if record.issuing_org else "")
+                       issuing_org=record.issuing_org.identifier if record.issuing_org else "",
+                       seal=seal_facts(seal) if seal is not None else None)
 
 
 @dataclass(frozen=True)
@@ -167,6 +186,14 @@ def _in_grants(principal: Principal, facts: RecordFacts) -> bool:
 
 def _may_read_sealed(principal: Principal, seal: SealFacts) -> bool:
     return str(principal) in seal.readers or (principal.person or "") in seal.readers
+
+
+def _is_sealing_authority(principal: Principal, seal: SealFacts) -> bool:
+    """R-SEAL-3: the person who sealed, or a person of the issuing authority."""
+    if principal.kind != "user" or not principal.person:
+        return False
+    return principal.person == seal.sealer or \
+        bool(seal.authority) and principal.organisation == seal.authority
 
 
 def decide(principal: Principal, action: str, record: RecordFacts | None = None) -> Decision:
@@ -222,6 +249,10 @@ def _decide_state(principal: Principal, action: str, record: RecordFacts) -> Dec
         return _deny("the record is not sealed")
     if action == REVOKE and record.status == "revoked":
         return _deny("the record's validity is already revoked")
+    if action == REINSTATE and record.status != "revoked":
+        return _deny("the record's validity is not revoked: there is nothing to reinstate")
+    if action == RENDER and record.status == "revoked":
+        return _deny("the record's validity is revoked: no new paper rendition is made of it")
     if action == DESCRIBE:
         return _deny("an archived record is never edited in place; ingest a correction "
                      "(R-AMEND-1)")
@@ -231,7 +262,10 @@ def _decide_state(principal: Principal, action: str, record: RecordFacts) -> Dec
 def _decide_sealed(principal: Principal, action: str, seal: SealFacts) -> Decision | None:
     """R-SEAL-2: the decision for a sealed record, or None to go on with other rules."""
     if action == UNSEAL:
-        return Decision(True, f"sealed under {seal.reference}")  # authority checked in #5
+        if _is_sealing_authority(principal, seal):
+            return Decision(True, f"sealing authority of decision {seal.reference}")
+        return _deny(f"only the sealing authority of decision {seal.reference} may unseal "
+                     "the record (R-SEAL-3)")
     if action == SEAL:
         return _deny(f"the record is already sealed under decision {seal.reference}")
     if action in (SEARCH, VIEW):

@@ -28,6 +28,7 @@ class Principal:
     method: str = "none"
     scopes: tuple[str, ...] | None = None  # API tokens only
     person: str | None = None  # the person's identifier (R-ID-1)
+    organisation: str | None = None  # the organisation the person belongs to
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.identifier}"

@@ -256,7 +256,9 @@ def principal_for(user: User, method: str) -> Principal:
     return Principal("user", user.username, user.person.name if user.person else user.username,
                      role=user.role, clearance=user.clearance, fonds=tuple(user.fonds or ()),
                      organisations=tuple(user.organisations or ()), method=method,
-                     person=user.person.identifier if user.person else None)
+                     person=user.person.identifier if user.person else None,
+                     organisation=user.person.parent.identifier
+                     if user.person and user.person.parent else None)
 
 
 # ---- logins -------------------------------------------------------------------------

@@ -98,3 +98,52 @@ def _log_denial(exc: ArchiveError) -> None:
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print machine-readable JSON on stdout.")
+
+
+# ---- the acting person (#5: decisions are taken by a named, strongly logged-in person) --
+
+
+def acting_options(fn: Callable) -> Callable:
+    """``--as USERNAME`` and ``--code CODE``: the person taking the action.
+
+    Lifecycle decisions (revoke, seal, unseal, amend, rendition, digitise) are a
+    person's, not the operating-system account's: the command runs as that user after
+    a one-time code of their second factor (R-AUTH-1), asked for when not given.
+    """
+    fn = click.option("--code", "totp_code", envvar="ARCHIVE_TOTP_CODE", metavar="CODE",
+                      help="The acting person's current one-time code (TOTP); asked for "
+                           "when omitted. Env: ARCHIVE_TOTP_CODE.")(fn)
+    fn = click.option("--as", "acting_as", required=True, metavar="USERNAME",
+                      help="The user taking the action (needs their one-time code).")(fn)
+    return fn
+
+
+def acting_principal(instance, acting_as: str, totp_code: str | None):
+    """The principal of ``acting_as`` after checking the one-time code.
+
+    The check (and a failure, which counts towards the account's back-off) is audited
+    and committed before a refusal is raised, so a wrong code is never lost.
+    """
+    from archive import users
+    from archive.errors import NotAuthenticated, NotFound
+
+    code = totp_code if totp_code is not None else click.prompt(
+        f"One-time code of {acting_as}", hide_input=True)
+    with instance.catalog.unit_of_work() as session:
+        try:
+            user = users.get_user(session, acting_as)
+        except NotFound:
+            user = None
+        outcome = users.check_totp(session, instance.settings, user, code, client="cli") \
+            if user is not None else None
+        principal = users.principal_for(outcome.user, "totp") \
+            if outcome is not None and outcome.ok else None
+    if principal is None:
+        reason = "unknown user" if outcome is None else (
+            f"{outcome.reason}; retry in {outcome.retry_after} s" if outcome.retry_after
+            else outcome.reason)
+        exc = NotAuthenticated(f"user:{acting_as}", "auth.totp", f"user:{acting_as}",
+                               f"the one-time code was not accepted ({reason})", client="cli")
+        exc.logged = outcome is not None  # check_totp audited it
+        raise exc
+    return principal

@@ -28,26 +28,30 @@ INGEST, DESCRIBE = "record.ingest", "record.describe"
 PROPOSE_RETENTION, PROPOSE_DESTRUCTION = "retention.propose", "destruction.propose"
 APPROVE_DESTRUCTION, REVOKE = "destruction.approve", "record.revoke"
 SEAL, UNSEAL = "record.seal", "record.unseal"
+REINSTATE, AMEND, RENDER = "record.reinstate", "record.amend", "record.render"
 AUDIT_READ, AGENT_READ, AGENT_MANAGE = "audit.read", "agent.read", "agent.manage"
 USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE = "user.manage", "token.manage", "config.manage"
 ACCOUNT, PASSWORD = "account.view", "account.password"
 
 ALL_ACTIONS = frozenset({
     SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, INGEST, DESCRIBE, PROPOSE_RETENTION,
-    PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL, AUDIT_READ, AGENT_READ,
-    AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, ACCOUNT, PASSWORD})
+    PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL, AMEND, RENDER,
+    AUDIT_READ, AGENT_READ, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, ACCOUNT,
+    PASSWORD})
 READ_METADATA = frozenset({SEARCH, VIEW, HISTORY})
 EVERYONE = frozenset({ACCOUNT, PASSWORD, AGENT_READ})  # one's own account; the registry
 
 # Issue #4, "One authorisation point": what each role is for.
 ROLE_MAY = {
-    # văn thư: ingest, describe; reads and downloads what it is granted
-    "clerk": EVERYONE | READ_METADATA | {DOWNLOAD, INGEST, DESCRIBE},
-    # lưu trữ viên: retention and destruction proposals; exports whole packages
+    # văn thư: ingest, describe, corrections (#5), paper copies; reads and downloads what
+    # it is granted
+    "clerk": EVERYONE | READ_METADATA | {DOWNLOAD, INGEST, DESCRIBE, AMEND, RENDER},
+    # lưu trữ viên: retention and destruction proposals; exports whole packages; paper
+    # copies
     "archivist": EVERYONE | READ_METADATA | {DOWNLOAD, EXPORT, PROPOSE_RETENTION,
-                                             PROPOSE_DESTRUCTION},
-    # approve destruction, revoke validity
-    "approver": EVERYONE | READ_METADATA | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE},
+                                             PROPOSE_DESTRUCTION, RENDER},
+    # approve destruction, revoke validity (and correct a mistaken revocation)
+    "approver": EVERYONE | READ_METADATA | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE, REINSTATE},
     # seal, unseal, read sealed records as the decision allows
     "inspector": EVERYONE | READ_METADATA | {DOWNLOAD, EXPORT, SEAL, UNSEAL},
     # reads the audit log; record metadata, never content
@@ -66,20 +70,25 @@ SCOPE_MAY = {
 # R-AUTH-1: creates, changes, approves, seals, revokes or destroys.
 NEEDS_STRONG_LOGIN = frozenset({
     INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE,
-    SEAL, UNSEAL, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, PASSWORD})
+    REINSTATE, SEAL, UNSEAL, AMEND, RENDER, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
+    CONFIG_MANAGE, PASSWORD})
 # Actions on one record: meaningless without it (search lists many).
 NEEDS_RECORD = frozenset({VIEW, HISTORY, DOWNLOAD, EXPORT, DESCRIBE, PROPOSE_RETENTION,
-                          PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, SEAL, UNSEAL})
+                          PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL,
+                          UNSEAL, AMEND, RENDER})
 LEVEL = {"normal": 0, "mat": 1, "toi-mat": 2}
 
 # What a record's state leaves possible at all, whoever asks (rule 6, R-AMEND-1,
 # R-SEAL-2): an archived record is never edited in place; only a sealed record can be
-# unsealed and only an unsealed one sealed; validity is revoked once; a destroyed record
-# keeps its register entry only; a sealed one shows in search as sealed, and only the
-# readers its sealing decision names may read its history and content.
+# unsealed (R-SEAL-3: by the sealing authority only: the person who sealed it or a
+# person of the organisation that issued the decision) and only an unsealed one sealed;
+# validity is revoked once, reinstated only when revoked, and a revoked record is not
+# printed again; a destroyed record keeps its register entry only; a sealed one shows in
+# search as sealed, and only the readers its sealing decision names may read its history
+# and content (no copy, change or rendition by anyone).
 ON_DESTROYED = READ_METADATA
-ON_SEALED_FOR_READER = frozenset({SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, UNSEAL})
-ON_SEALED = frozenset({SEARCH, VIEW, UNSEAL})
+ON_SEALED_FOR_READER = frozenset({SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT})
+ON_SEALED = frozenset({SEARCH, VIEW})
 
 
 @dataclass(frozen=True)
@@ -89,7 +98,7 @@ class State:
     name: str
     classification: str | None = "normal"
     status: str = "active"
-    seal: str = "none"  # none | reader | reader-person | other
+    seal: str = "none"  # none | reader | reader-person | other | authority | sealer
     grants: str = "fonds"  # fonds | org | outside | (none: no record)
 
     def facts(self, principal: Principal) -> RecordFacts | None:
@@ -97,15 +106,20 @@ class State:
             return None
         fonds = {"fonds": IN_FONDS, "org": "PHONG-KHAC", "outside": "PHONG-KHAC"}[self.grants]
         org = {"fonds": "000.00.09.H41", "org": IN_ORG, "outside": "000.00.09.H41"}[self.grants]
+        others = ("user:someone-else", "001099999999")
         readers = {"none": None, "reader": (str(principal), "user:someone-else"),
                    "reader-person": (principal.person or "-", ),
-                   "other": ("user:someone-else", "001099999999")}[self.seal]
-        seal = SealFacts("QĐ 05/QĐ-UBKT", readers) if readers is not None else None
+                   "other": others, "authority": others, "sealer": others}[self.seal]
+        authority = principal.organisation if self.seal == "authority" else UBKT
+        sealer = principal.person if self.seal == "sealer" else "001077777777"
+        seal = SealFacts("QĐ 05/QĐ-UBKT", readers, authority or UBKT, sealer or "-") \
+            if readers is not None else None
         return RecordFacts(id="r1", classification=self.classification, status=self.status,
                            fonds=fonds, issuing_org=org, seal=seal)
 
 
 IN_FONDS, IN_ORG, PERSON = "PHONG-01", "000.00.00.H41", "001085012345"
+UBKT = "000.00.99.UBKT"  # the inspection commission issuing the sealing decisions
 
 
 @dataclass(frozen=True)
@@ -118,7 +132,7 @@ def _user(role: str, method: str, clearance: str = "mat") -> Who:
     return Who(f"{role}/{method}",
                Principal("user", f"{role}-{method}", role=role, clearance=clearance,
                          fonds=(IN_FONDS,), organisations=(IN_ORG,), method=method,
-                         person=PERSON))
+                         person=PERSON, organisation=IN_ORG))
 
 
 def _token(scopes: tuple[str, ...], name: str) -> Who:
@@ -147,12 +161,20 @@ STATES = (
     State("sealed-reader", seal="reader"),
     State("sealed-reader-by-person", seal="reader-person"),
     State("sealed-not-reader", seal="other"),
+    State("sealed-by-own-organisation", seal="authority"),
+    State("sealed-by-this-person", seal="sealer"),
+    State("revoked-sealed-by-this-person", status="revoked", seal="sealer"),
     State("outside-grants", grants="outside"),
     State("mat-sealed-reader", classification="mat", seal="reader"),
     State("revoked-sealed-reader", status="revoked", seal="reader"),
     State("destroyed-sealed-reader", status="destroyed", seal="reader"),
     State("toi-mat-outside-grants", classification="toi-mat", grants="outside"),
 )
+
+
+def _is_sealing_authority(principal: Principal, state: State) -> bool:
+    """R-SEAL-3: only a logged-in person can be the authority (not a job, not a token)."""
+    return principal.kind == "user" and state.seal in ("authority", "sealer")
 
 
 def _is_reader(principal: Principal, state: State) -> bool:
@@ -183,10 +205,12 @@ def possible_on(principal: Principal, state: State) -> frozenset[str]:
     possible = ALL_ACTIONS - {DESCRIBE, SEAL if sealed else UNSEAL}
     if state.status == "destroyed":
         possible &= ON_DESTROYED
-    if state.status == "revoked":
-        possible -= {REVOKE}
+    possible -= {REVOKE, RENDER} if state.status == "revoked" else {REINSTATE}
     if sealed:
-        possible &= ON_SEALED_FOR_READER if _is_reader(principal, state) else ON_SEALED
+        kept = ON_SEALED_FOR_READER if _is_reader(principal, state) else ON_SEALED
+        if _is_sealing_authority(principal, state):
+            kept = kept | {UNSEAL}
+        possible &= kept
     return possible
 
 
@@ -241,7 +265,7 @@ def test_cell(who: Who, action: str, state: State):
 COMBINED = [State(f"{c}/{s}/seal={seal}/grant={g}", c, s, seal, g)
             for c, s, seal, g in itertools.product(LEVEL, ("active", "revoked", "destroyed"),
                                                    ("none", "reader", "reader-person",
-                                                    "other"),
+                                                    "other", "authority", "sealer"),
                                                    ("fonds", "org", "outside"))]
 MORE_PRINCIPALS = PRINCIPALS + [
     _user(role, method, clearance) for role in ROLES for method in METHODS
