@@ -85,8 +85,10 @@ def create_app(instance: ArchiveInstance, *, config: dict | None = None) -> Flas
                 raise BadRequest("a form field has no name")
             csrf.protect()  # forms and cookie-authenticated API calls
 
-    from access import metrics, ops
+    from access import lifecycle, metrics, ops
     from access.api import api
+
+    lifecycle.load()  # adds the lifecycle routes to the api and web blueprints (#5)
 
     metrics.init_app(app)
     app.register_blueprint(ops.bp)

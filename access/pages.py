@@ -12,7 +12,7 @@ from flask import redirect, render_template, request, url_for
 from flask_babel import format_decimal
 from flask_babel import lazy_gettext as _l
 
-from access import auth, ingest_form, labels  # noqa: F401 - ingest_form adds /ingest
+from access import auth, ingest_form, labels, lifecycle  # noqa: F401 - ingest_form adds /ingest
 from access.api import (
     AUDIT_OUTCOMES,
     audit_query,
@@ -161,6 +161,8 @@ def record(record_id: str):
                    "outcome": e.outcome, "detail": e.detail}
                   for e in sorted(events, key=lambda e: (e.occurred_at,
                                                          EVENT_ORDER.get(e.event_type, 99)))]
+        panels = [(p.template, ctx) for p in lifecycle.panels()
+                  if (ctx := p.context(db, inst, principal, found)) is not None]
         report = None
         if found.status != "destroyed":  # the AIP of a destroyed record is gone (#6)
             report = signature_report(db, inst.store, principal, rid,
@@ -170,6 +172,7 @@ def record(record_id: str):
     retention = settings.retention.get(data["retention_rule"])
     return render_template(
         "record.html", r=data, status_badges=badges, events=events, report=report,
+        panels=panels,
         history_denied=None if history else labels.explain_reason(history.reason),
         download_denied=None if download else labels.explain_reason(download.reason),
         doc_type_label=doc_type.label if doc_type else data["doc_type"],

@@ -133,6 +133,46 @@ class EncryptionSection:
     vault_dir: str
 
 
+@dataclass(frozen=True)
+class NotificationsSection:
+    # R-REVOKE-1: delivery of recorded notifications (an outbox; see docs/notifications.md).
+    smtp_host: str  # empty: no e-mail
+    smtp_port: int
+    smtp_starttls: bool
+    smtp_username: str
+    smtp_password_file: str
+    sender: str
+    webhook_secret_file: str  # HMAC-SHA256 key signing webhook bodies; empty: unsigned
+    timeout_seconds: int
+    max_attempts: int
+
+
+@dataclass(frozen=True)
+class RenditionsSection:
+    # R-CONV-2: paper renditions with a verification QR code.
+    public_url: str  # base URL of the public verification pages
+    font_file: str  # a TrueType font with Vietnamese glyphs; empty: the bundled default
+    verify_rate_per_minute: int  # per client address, on the public verification page
+
+
+@dataclass(frozen=True)
+class SealingSection:
+    # R-SEAL-1: put seal manifests (and sealed packages) under S3 legal hold where the
+    # bucket has Object Lock.
+    legal_hold: bool
+
+
+@dataclass(frozen=True)
+class DigitisationSection:
+    # R-CONV-1: the organisations' signing keys for digitised copies: either files
+    # <key_dir>/<organisation identifier>.key.pem + .cert.pem (+ .chain.pem), or a
+    # PKCS#11 token holding a key labelled with the organisation identifier.
+    key_dir: str  # empty: <data_dir>/keys/organisations
+    pkcs11_module: str  # empty: key files
+    pkcs11_token_label: str
+    pkcs11_pin_file: str
+
+
 # R-SIG-1: the roles a document type's signature policy can require. A signature's
 # role is decided by the binding of its certificate to a registered agent.
 SIGNATURE_ROLES = ("person", "organisation")
@@ -169,6 +209,10 @@ _SECTIONS: dict[str, type] = {
     "signatures": SignaturesSection,
     "encryption": EncryptionSection,
     "auth": AuthSection,
+    "notifications": NotificationsSection,
+    "renditions": RenditionsSection,
+    "sealing": SealingSection,
+    "digitisation": DigitisationSection,
 }
 # Sections that are maps of named entries, each entry with these keys.
 _TABLES: dict[str, set[str]] = {
@@ -191,6 +235,10 @@ class Settings:
     signatures: SignaturesSection
     encryption: EncryptionSection
     auth: AuthSection
+    notifications: NotificationsSection
+    renditions: RenditionsSection
+    sealing: SealingSection
+    digitisation: DigitisationSection
     document_types: Mapping[str, DocumentType]
     retention: Mapping[str, RetentionRule]
     source: tuple[str, ...] = ()  # where the values came from, for `archive config show`

@@ -28,7 +28,10 @@ def cli(ctx: click.Context, config_file: str | None) -> None:
 # Each area owns one module exposing ``COMMANDS`` (click commands or groups).
 _COMMAND_MODULES = ("cli.admin", "cli.bag", "cli.ingest", "cli.records", "cli.fixity",
                     "cli.storage", "cli.audit", "cli.agents", "cli.submissions",
-                    "cli.signatures", "cli.keys", "cli.users")
+                    "cli.signatures", "cli.keys", "cli.users",
+                    # the record lifecycle (#5)
+                    "cli.revocation", "cli.notifications", "cli.seals", "cli.renditions",
+                    "cli.amendments", "cli.digitisation")
 
 
 def _register() -> None:

@@ -1,0 +1,5 @@
+"""The revocation commands (#5)."""
+
+from __future__ import annotations
+
+COMMANDS: list = []
