@@ -21,6 +21,7 @@ from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.errors import NotFound
 from archive.models import Event, Notification, Submission
+from archive.notifications import record_notification
 from archive.principal import Principal
 from archive.storage import ObjectStore
 
@@ -63,10 +64,9 @@ def record_refusal(session: Session, store: ObjectStore, principal: Principal, *
     body = (f"{source_name} (SHA-256 {sha256}) was not archived: {reason}\n"
             f"Report: submission {submission_id}")
     for recipient in filter(None, [sender_org, str(principal)]):
-        session.add(Notification(id=str(uuid.uuid4()), created_at=now, recipient=recipient,
-                                 kind="submission.refused", subject=subject, body=body,
-                                 related=f"submission:{submission_id}", channel="recorded",
-                                 status="recorded"))
+        record_notification(session, recipient=recipient, kind="submission.refused",
+                            subject=subject, body=body, related=f"submission:{submission_id}",
+                            clock=clock)
     session.add(Event(id=str(uuid.uuid4()), record_id=None, event_type="ingestion",
                       occurred_at=now, agent=str(principal), outcome="failure",
                       detail=f"refused {source_name}: {reason}",

@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,23 @@ class IngestResult:
         return asdict(self)
 
 
+@dataclass
+class IngestHooks:
+    """What a lifecycle service adds to one ingest (#5: a correction's link, a digitised
+    copy's paper original), inside ingest's own units of work so that it happens with
+    the record or not at all.
+
+    ``check(session, meta)`` runs after the metadata was validated and before anything is
+    staged or stored: it may refuse (raise). ``register(session, record)`` runs in the
+    transaction that registers the new record (its row is flushed), before the ingest's
+    audit entry: it adds its rows, events and audit entries there. A duplicate (the same
+    bytes already archived) calls neither ``register`` nor stores anything.
+    """
+
+    check: Callable[[Session, DescriptiveMetadata], None] | None = None
+    register: Callable[[Session, Record], None] | None = None
+
+
 def aip_key(record_id: str, version: int) -> str:
     """Storage key of an AIP version: immutable, never reused."""
     return f"aip/{record_id}/v{version:04d}.tar"
@@ -114,8 +132,10 @@ class IngestService:
 
     # ---- public -------------------------------------------------------------------
 
-    def ingest(self, path: Path, raw_metadata: dict, metadata_source: str) -> IngestResult:
+    def ingest(self, path: Path, raw_metadata: dict, metadata_source: str, *,
+               hooks: IngestHooks | None = None) -> IngestResult:
         path = Path(path)
+        hooks = hooks or IngestHooks()
         self._check_file(path)
         with self.catalog.unit_of_work(snapshot=True) as session:
             # Inside the unit of work, so that a denial is audited (R-AUDIT-1); before
@@ -129,11 +149,13 @@ class IngestService:
             policy.require(self.principal, policy.INGEST, policy.RecordFacts(
                 id="(new)", classification=meta.classification, fonds=meta.fonds,
                 issuing_org=meta.issuing_org))
+            if hooks.check is not None:
+                hooks.check(session, meta)
 
         staging = self.settings.staging_dir / f"ingest-{uuid.uuid4().hex}"
         staging.mkdir(parents=True, exist_ok=False)
         try:
-            return self._ingest_staged(path, meta, staging)
+            return self._ingest_staged(path, meta, staging, hooks)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -157,7 +179,7 @@ class IngestService:
             raise InputError(f"{path} is {size} bytes, above ingest.max_file_size ({limit})")
 
     def _ingest_staged(self, path: Path, meta: DescriptiveMetadata,
-                       staging: Path) -> IngestResult:
+                       staging: Path, hooks: IngestHooks) -> IngestResult:
         now = self.clock.now()
         bag_name = safe_payload_name(path.name)
         staged = staging / bag_name
@@ -225,7 +247,7 @@ class IngestService:
         try:
             return self._package_store_register(
                 path, meta, fmt, record_id, version, now, content_path, payloads, events,
-                fingerprints[-1], encrypted, staging)
+                fingerprints[-1], encrypted, staging, hooks)
         except BaseException:
             if encrypted is not None:  # nothing registered: its data key must not linger
                 vault.destroy_data_key(encrypted.metadata["dek_id"])
@@ -268,7 +290,7 @@ class IngestService:
 
     def _package_store_register(self, path, meta, fmt, record_id, version, now,
                                 content_path, payloads, events, fingerprint, encrypted,
-                                staging) -> IngestResult:
+                                staging, hooks: IngestHooks) -> IngestResult:
         payload = payloads[0]
         spec = AipSpec(
             record_id=record_id, version=version, metadata=meta.to_json(),
@@ -350,6 +372,9 @@ class IngestService:
                     occurred_at=verified_at, agent=str(self.principal), outcome="success",
                     detail=f"stored AIP {key} verified after writing: size and digests match",
                     data={"storage_key": key, "digests": built.digests}))
+                if hooks.register is not None:
+                    session.flush()
+                    hooks.register(session, record)
                 detail = {"storage_key": key, "fingerprint": fingerprint,
                           "classification": meta.classification, "size": payload.size}
                 if meta.classification == "normal":
