@@ -81,16 +81,27 @@ def required_roles(doc_type: str, settings: Settings) -> tuple[str, ...] | None:
 
 
 def evaluate_policy(doc_type: str, issuing_org: str, signatures: Sequence[SignedBy],
-                    settings: Settings) -> PolicyResult:
+                    settings: Settings, *,
+                    required: Sequence[str] | None = None) -> PolicyResult:
     """Does the document carry the signatures its type requires? (R-SIG-1)
 
+    ``required`` replaces the type's roles for a submission the archive itself vouches
+    for: a digitised copy of paper carries only the issuing organisation's signature,
+    put on it by the archive (R-CONV-1, Art. 12.5); the type must still be known.
     ``ok`` exactly when every required role is met by a valid signature of the right
     agent. Signatures that do not count are explained: unbound, invalid, by a person not
     registered for the issuing organisation at signing time, by another organisation.
     Such a finding is blocking when the role it could have filled is unmet; otherwise
     it is reported as a non-blocking note (nothing is silently accepted).
     """
-    required = required_roles(doc_type, settings)
+    type_roles = required_roles(doc_type, settings)
+    if type_roles is not None and required is not None:
+        unknown = set(required) - set(SIGNATURE_ROLES)
+        if unknown or not required:
+            raise ValueError(f"required signature roles {sorted(required)} are not a "
+                             f"non-empty subset of {SIGNATURE_ROLES}")
+        type_roles = tuple(required)
+    required = type_roles
     if required is None:
         problem = PolicyProblem(
             "unknown_document_type",

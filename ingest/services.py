@@ -85,6 +85,12 @@ class IngestHooks:
 
     check: Callable[[Session, DescriptiveMetadata], None] | None = None
     register: Callable[[Session, Record], None] | None = None
+    # The new record's id when the caller needs it before ingest (a digitised copy's QR
+    # code points at its record, R-CONV-1); a fresh UUID otherwise.
+    record_id: str | None = None
+    # Signature roles required instead of the document type's (a digitised copy is
+    # signed by the issuing organisation only, R-CONV-1; see signature_policy.py).
+    required_signatures: tuple[str, ...] | None = None
 
 
 def aip_key(record_id: str, version: int) -> str:
@@ -203,13 +209,13 @@ class IngestService:
                                             "mime_type": fmt.mime_type}})
 
         # R-SIG-2: every signature validated on receipt; the type's policy decides.
-        gate = self.gate.check(staged, meta)
+        gate = self.gate.check(staged, meta, required=hooks.required_signatures)
         if not gate.accepted:
             self._refuse(path, gate.reason, sender_org=meta.issuing_org, digests=digests,
                          size=size, report=gate.to_dict())
         self._pause("validated")
 
-        record_id = str(uuid.uuid4())
+        record_id = hooks.record_id or str(uuid.uuid4())
         version = 1
         events = self._premis_events(now, path, fmt, digests,
                                      "data/content/" + (ENCRYPTED_NAME if classified

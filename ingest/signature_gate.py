@@ -67,7 +67,10 @@ class SignatureGate:
             self._validator.close()
             self._validator = None
 
-    def check(self, pdf: bytes, meta: DescriptiveMetadata) -> GateOutcome:
+    def check(self, pdf: bytes, meta: DescriptiveMetadata, *,
+              required: tuple[str, ...] | None = None) -> GateOutcome:
+        """Validate and apply the type's policy; ``required`` overrides the roles the
+        type needs (a digitised copy: ``("organisation",)``, R-CONV-1)."""
         report = self._get_validator().check(pdf, registry=self.registry)
         if meta.classification != "normal":
             # R-CLASS-1: no plain digest of classified content in the AIP's report.
@@ -77,7 +80,8 @@ class SignatureGate:
                                                 or ()),
                            valid=s.verdict == "valid", label=s.field_name)
                   for s in report.signatures]
-        policy = evaluate_policy(meta.doc_type, meta.issuing_org, signed, self.settings)
+        policy = evaluate_policy(meta.doc_type, meta.issuing_org, signed, self.settings,
+                                 required=required)
         reasons = []
         if report.verdict != "valid":
             codes = sorted(p.code for p in report.all_problems()
