@@ -82,6 +82,75 @@ def list_agents(session: Session, principal: Principal, kind: str | None = None,
     return rows
 
 
+# R-REVOKE-1: where an agent's notifications are delivered. A plain addr-spec (no display
+# name, no spaces); the domain has at least one dot or is "localhost".
+EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(localhost|[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+)"
+
+
+def _check_email(value: str) -> str:
+    value = value.strip()
+    if len(value) > 320 or not re.fullmatch(EMAIL_PATTERN, value) or ".." in value:
+        raise InputError(f"e-mail address {value!r} is not a valid address (name@domain)")
+    return value
+
+
+def _check_webhook(value: str) -> str:
+    from urllib.parse import urlsplit
+
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise InputError(f"webhook URL {value!r} is not a valid URL") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"webhook URL {value!r}: only http:// or https:// URLs with a host")
+    if parts.username or parts.password:
+        raise InputError("webhook URL: user information (user:password@) is not accepted; "
+                         "webhook bodies are signed with notifications.webhook_secret_file")
+    if len(value) > 1000 or any(c.isspace() for c in value) or port == 0:
+        raise InputError(f"webhook URL {value!r} is not a valid URL")
+    return value
+
+
+def _without_query(url: str | None) -> str | None:
+    return url.split("?", 1)[0].split("#", 1)[0] if url else None
+
+
+def set_contact(session: Session, principal: Principal, identifier: str, *,
+                email: str | None = None, webhook_url: str | None = None,
+                client: str = "", clock: Clock | None = None) -> Agent:
+    """Set where notifications to an agent are delivered (R-REVOKE-1): its e-mail address
+    and webhook URL. ``None`` leaves a field; an empty string clears it. Audited."""
+    from archive import policy
+
+    policy.require(principal, policy.AGENT_MANAGE, client=client)
+    if email is None and webhook_url is None:
+        raise InputError("give an e-mail address, a webhook URL or both")
+    email = None if email is None else (_check_email(email) if email.strip() else "")
+    webhook_url = None if webhook_url is None else (
+        _check_webhook(webhook_url) if webhook_url.strip() else "")
+    agent = get_agent(session, identifier)
+    changes = {}
+    if email is not None:
+        changes["email"] = {"from": agent.email, "to": email or None}
+        agent.email = email or None
+    if webhook_url is not None:
+        # A query string may carry the receiver's token: not in the audit log.
+        changes["webhook_url"] = {"from": _without_query(agent.webhook_url),
+                                  "to": _without_query(webhook_url or None)}
+        agent.webhook_url = webhook_url or None
+    audit.append(session, principal, "agent.set_contact", f"agent:{identifier}",
+                 client=client, detail=changes, clock=clock)
+    return agent
+
+
+def contact_to_dict(agent: Agent) -> dict:
+    """Where the agent's notifications go (shown to those who manage agents only)."""
+    return {"identifier": agent.identifier, "name": agent.name, "email": agent.email,
+            "webhook_url": agent.webhook_url}
+
+
 def agent_to_dict(agent: Agent) -> dict:
     return {"identifier": agent.identifier, "kind": agent.kind, "name": agent.name,
             "position": agent.position, "status": agent.status,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.errors import NotFound
-from archive.models import Event, Notification, Submission
+from archive.models import Event, Submission
 from archive.notifications import record_notification
 from archive.principal import Principal
 from archive.storage import ObjectStore
@@ -99,25 +99,9 @@ def list_submissions(session: Session, principal: Principal, *, since: datetime 
     return rows
 
 
-def list_notifications(session: Session, principal: Principal, recipient: str | None = None,
-                       *, limit: int = 100, clock: Clock | None = None) -> list[Notification]:
-    query = select(Notification).order_by(Notification.created_at.desc()).limit(limit)
-    if recipient:
-        query = query.where(Notification.recipient == recipient)
-    rows = list(session.scalars(query))
-    audit.append(session, principal, "notifications.list", "notifications",
-                 detail={"recipient": recipient, "returned": len(rows)}, clock=clock)
-    return rows
-
-
 def submission_to_dict(s: Submission) -> dict:
     return {"id": s.id, "received_at": s.received_at.isoformat(),
             "source_name": s.source_name, "sha256": s.sha256, "size": s.size,
             "sender_org": s.sender_org, "clerk": s.clerk, "outcome": s.outcome,
             "reason": s.reason, "report_key": s.report_key, "report": s.report.get("report")}
 
-
-def notification_to_dict(n: Notification) -> dict:
-    return {"id": n.id, "created_at": n.created_at.isoformat(), "recipient": n.recipient,
-            "kind": n.kind, "subject": n.subject, "body": n.body, "related": n.related,
-            "channel": n.channel, "status": n.status}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from cli.context import emit, handle_errors, json_option
+from cli.context import acting_options, acting_principal, emit, handle_errors, json_option
 
 
 def _instance():
@@ -83,6 +83,29 @@ def list_(kind: str | None, as_json: bool) -> None:
         rows = [agent_to_dict(a) for a in list_agents(session, Principal.cli_operator(), kind)]
     emit(rows, as_json, lambda rs: [click.echo(f"{r['kind']:<13} {r['identifier']:<16} "
                                                f"{r['name']}") for r in rs])
+
+
+@agents.command("set-contact")
+@click.argument("identifier")
+@click.option("--email", help="E-mail address for notifications (empty string: remove).")
+@click.option("--webhook", "webhook_url",
+              help="http(s) URL receiving notifications as signed JSON (empty: remove).")
+@acting_options
+@json_option
+@handle_errors
+def set_contact(identifier: str, email: str | None, webhook_url: str | None,
+                acting_as: str, totp_code: str | None, as_json: bool) -> None:
+    """Where notifications to an agent are delivered (R-REVOKE-1); administrators only."""
+    from archive.agents import contact_to_dict
+    from archive.agents import set_contact as change
+
+    instance = _instance()
+    principal = acting_principal(instance, acting_as, totp_code)
+    with instance.catalog.unit_of_work() as session:
+        data = contact_to_dict(change(session, principal, identifier, email=email,
+                                      webhook_url=webhook_url, client="cli"))
+    emit(data, as_json, lambda d: click.echo(
+        f"{d['identifier']}: e-mail {d['email'] or '-'}, webhook {d['webhook_url'] or '-'}"))
 
 
 # ---- certificates and signing authority (R-ID-1, R-SIG-1, R-SIG-3) ------------------

@@ -1,5 +1,5 @@
-"""`archive submissions list|show`, `archive notifications list`: refused submissions,
-their return-to-sender reports, and the notifications recorded for them (R-SIG-2)."""
+"""`archive submissions list|show`: refused submissions and their return-to-sender
+reports (R-SIG-2). Their notifications: `archive notifications` (cli/notifications.py)."""
 
 from __future__ import annotations
 
@@ -56,26 +56,4 @@ def show(submission_id: str, as_json: bool) -> None:
     emit(data, as_json, human)
 
 
-@click.group()
-def notifications() -> None:
-    """Notifications recorded for agencies and clerks."""
-
-
-@notifications.command("list")
-@click.option("--recipient", help="Organisation identifier or principal (e.g. system:cli:x).")
-@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@json_option
-@handle_errors
-def notifications_list(recipient: str | None, limit: int, as_json: bool) -> None:
-    """Notifications, newest first."""
-    from archive.principal import Principal
-    from archive.submissions import list_notifications, notification_to_dict
-
-    with _instance().catalog.unit_of_work() as session:
-        rows = [notification_to_dict(n) for n in
-                list_notifications(session, Principal.cli_operator(), recipient, limit=limit)]
-    emit(rows, as_json, lambda rs: [click.echo(
-        f"{r['created_at'][:19]}  {r['recipient']:<20} {r['subject']}") for r in rs])
-
-
-COMMANDS = [submissions, notifications]
+COMMANDS = [submissions]

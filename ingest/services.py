@@ -98,6 +98,51 @@ def aip_key(record_id: str, version: int) -> str:
     return f"aip/{record_id}/v{version:04d}.tar"
 
 
+def manifest_sealer(settings: Settings, stamper: HttpTimestamper | None
+                    ) -> tuple[Callable[[dict[str, bytes]], dict[str, bytes]] | None, list]:
+    """The manifest sealer for ``build_aip`` (an RFC 3161 token from ``stamper`` over
+    manifest-sha256.txt, R-TS-1) and the list its verified token info lands in; no
+    sealer when no TSA is configured (``signatures.tsa_url``)."""
+    if not settings.signatures.tsa_url or stamper is None:
+        return None, []
+    roots = [asn1_x509.Certificate.load(der) for der in
+             TrustConfig.from_settings(settings.signatures).trust_roots]
+    sealed: list = []
+
+    def seal(manifests: dict[str, bytes]) -> dict[str, bytes]:
+        data = manifests["manifest-sha256.txt"]
+        token = stamper.timestamp(data)
+        sealed.append(verify_token(token, data, roots))  # R-TS-1: verified at once
+        return {ARCHIVE_TIMESTAMP_PATH: token}
+
+    return seal, sealed
+
+
+def timestamp_event(record_id: str, token, principal: Principal) -> Event:
+    """The catalog event of an archive timestamp sealed into an AIP version."""
+    return Event(id=str(uuid.uuid4()), record_id=record_id, event_type="timestamping",
+                 occurred_at=token.time, agent=str(principal), outcome="success",
+                 detail=f"RFC 3161 archive timestamp over manifest-sha256.txt by "
+                        f"{token.tsa} at {token.time.isoformat()} "
+                        f"({'trusted' if token.trusted else 'TSA not trusted'})",
+                 data={"token": ARCHIVE_TIMESTAMP_PATH, **token.to_dict()})
+
+
+def store_aip(store: ObjectStore, key: str, built, algorithms: tuple[str, ...], *,
+              chunk_size: int, after_put: Callable[[], None] | None = None) -> None:
+    """Put a built AIP under ``key`` (put-if-absent: ``ObjectExists`` when the key is
+    taken, nothing overwritten) and verify the stored object before it is registered
+    (R-FIX-1)."""
+    with open(built.path, "rb") as fh:
+        put = store.put(key, fh, size=built.size, algorithms=algorithms,
+                        sha256=built.digests["sha256"])
+    if put.digests.get("sha256") != built.digests["sha256"] or put.size != built.size:
+        raise IntegrityError(f"store reported different bytes for {key} than were sent")
+    if after_put is not None:
+        after_put()
+    verify_stored_object(store, key, built.size, built.digests, chunk_size=chunk_size)
+
+
 def load_sidecar(path: Path, metadata_file: Path | None = None) -> tuple[dict, str]:
     """The metadata for ``path``: ``metadata_file`` if given, else ``<path>.json``."""
     meta_path = metadata_file or path.with_name(path.name + ".json")
@@ -274,25 +319,11 @@ class IngestService:
         return files
 
     def _seal(self) -> tuple[object, list]:
-        """The manifest sealer (an RFC 3161 token over manifest-sha256.txt) and the list
-        its verified token info lands in; no sealer when no TSA is configured."""
+        """The manifest sealer and the list its verified token info lands in."""
         url = self.settings.signatures.tsa_url
-        if not url:
-            return None, []
-        if self._stamper is None:  # one kept-alive TSA session per ingest process
+        if url and self._stamper is None:  # one kept-alive TSA session per ingest process
             self._stamper = HttpTimestamper(url, timeout=self.settings.signatures.fetch_timeout)
-        stamper = self._stamper
-        roots = [asn1_x509.Certificate.load(der) for der in
-                 TrustConfig.from_settings(self.settings.signatures).trust_roots]
-        sealed: list = []
-
-        def seal(manifests: dict[str, bytes]) -> dict[str, bytes]:
-            data = manifests["manifest-sha256.txt"]
-            token = stamper.timestamp(data)
-            sealed.append(verify_token(token, data, roots))  # R-TS-1: verified at once
-            return {ARCHIVE_TIMESTAMP_PATH: token}
-
-        return seal, sealed
+        return manifest_sealer(self.settings, self._stamper)
 
     def _package_store_register(self, path, meta, fmt, record_id, version, now,
                                 content_path, payloads, events, fingerprint, encrypted,
@@ -313,19 +344,13 @@ class IngestService:
         self._pause("built")
 
         key = aip_key(record_id, version)
-        with open(built.path, "rb") as fh:
-            try:
-                put = self.store.put(key, fh, size=built.size, algorithms=self.algorithms,
-                                     sha256=built.digests["sha256"])
-            except ObjectExists as exc:  # a fresh UUID key never exists: refuse loudly
-                raise IntegrityError(f"storage key {key} already exists; nothing was "
-                                     "overwritten") from exc
-        if put.digests.get("sha256") != built.digests["sha256"] or put.size != built.size:
-            raise IntegrityError(f"store reported different bytes for {key} than were sent")
-        self._pause("stored")
-        # R-FIX-1: verify the stored object before registering it.
-        verify_stored_object(self.store, key, built.size, built.digests,
-                             chunk_size=self.settings.fixity.chunk_size)
+        try:
+            store_aip(self.store, key, built, self.algorithms,
+                      chunk_size=self.settings.fixity.chunk_size,
+                      after_put=lambda: self._pause("stored"))
+        except ObjectExists as exc:  # a fresh UUID key never exists: refuse loudly
+            raise IntegrityError(f"storage key {key} already exists; nothing was "
+                                 "overwritten") from exc
         self._pause("verified")
 
         verified_at = self.clock.now()
@@ -366,13 +391,7 @@ class IngestService:
                                       outcome=ev.outcome, detail=ev.detail,
                                       data={"in_aip_version": version}))
                 for token in sealed:
-                    session.add(Event(
-                        id=str(uuid.uuid4()), record_id=record_id, event_type="timestamping",
-                        occurred_at=token.time, agent=str(self.principal), outcome="success",
-                        detail=f"RFC 3161 archive timestamp over manifest-sha256.txt by "
-                               f"{token.tsa} at {token.time.isoformat()} "
-                               f"({'trusted' if token.trusted else 'TSA not trusted'})",
-                        data={"token": ARCHIVE_TIMESTAMP_PATH, **token.to_dict()}))
+                    session.add(timestamp_event(record_id, token, self.principal))
                 session.add(Event(
                     id=str(uuid.uuid4()), record_id=record_id, event_type="fixity check",
                     occurred_at=verified_at, agent=str(self.principal), outcome="success",
@@ -458,6 +477,13 @@ class IngestService:
                                         source_name=path.name, sha256=digests["sha256"],
                                         size=size or 0, sender_org=sender_org, reason=reason,
                                         report=report, clock=self.clock)
+        # R-SIG-2: the refusal is committed; deliver its notifications now. A failed
+        # delivery stays pending for `archive notifications deliver` (never lost).
+        from preservation.notify import deliver_pending
+
+        with contextlib.suppress(ArchiveError):
+            deliver_pending(self.settings, self.catalog, clock=self.clock,
+                            related=f"submission:{submission.id}")
         raise SubmissionRefused(f"{path}: {reason} (report: submission {submission.id})",
                                 submission.id, report)
 

@@ -353,12 +353,15 @@ class DeliveryReport:
 
 
 def deliver_pending(settings: Settings, catalog: Catalog, *, ids: list[str] | None = None,
-                    clock: Clock | None = None, channels: list[Channel] | None = None,
+                    clock: Clock | None = None, related: str | None = None,
+                    channels: list[Channel] | None = None,
                     principal: Principal | None = None, client: str = "",
                     progress: Callable[[DeliveryOutcome], None] | None = None
                     ) -> DeliveryReport:
     """Deliver pending notifications (all, or ``ids``); never raises for a channel.
 
+    ``related`` (e.g. ``submission:ID``, ``record:ID``) limits the run to the pending
+    notifications about that thing: what a use case calls right after its commit.
     Unknown ``ids`` raise :class:`NotFound` before anything is sent; an id that is no
     longer pending (delivered, failed, or claimed by another deliverer) is ``skipped``.
     """
@@ -373,6 +376,8 @@ def deliver_pending(settings: Settings, catalog: Catalog, *, ids: list[str] | No
             query = query.where(Notification.id.in_(wanted))
         else:
             query = query.where(Notification.status == PENDING)
+        if related is not None:
+            query = query.where(Notification.related == related)
         rows = session.execute(
             query.order_by(Notification.created_at, Notification.id)).all()
     if ids is not None:
