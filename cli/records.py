@@ -90,24 +90,40 @@ def show(record_id: str, as_json: bool) -> None:
 
 @records.command("history")
 @click.argument("record_id")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "premis"]), default=None,
+              help="text (default), json (same as --json) or premis (PREMIS 3.0 XML).")
 @json_option
 @handle_errors
-def history(record_id: str, as_json: bool) -> None:
-    """The record's processing history: every PREMIS event, oldest first (R-HIST-1)."""
+def history(record_id: str, fmt: str | None, as_json: bool) -> None:
+    """The record's full history, oldest first (R-HIST-1): PREMIS events (ingest,
+    validation, amendments, revocations, seals, renditions, fixity), links, the draft
+    it was prepared as, and the accesses from the audit log."""
+    from archive.history import full_history, to_json, to_premis
     from archive.principal import Principal
-    from archive.records import event_to_dict, record_history
 
+    fmt = fmt or ("json" if as_json else "text")
     instance = _instance()
     with instance.catalog.unit_of_work() as session:
-        events = [event_to_dict(e) for e in
-                  record_history(session, Principal.cli_operator(), record_id)]
+        found = full_history(session, Principal.cli_operator(), record_id, fmt=fmt,
+                             clock=instance.clock)
+        if fmt == "premis":
+            click.echo(to_premis(found).decode("utf-8"), nl=False)
+            return
+        data = {"record_id": record_id, **to_json(found)}
 
-    def human(evs):
-        for e in evs:
+    def human(d):
+        for e in d["events"]:
             click.echo(f"{e['occurred_at']}  {e['type']:<28} {e['outcome']:<8} {e['agent']}: "
                        f"{e['detail']}")
+        for link in d["links"]:
+            other = link["record_id"] if link["visible"] else "a record you may not see"
+            click.echo(f"link: {link['kind']} {link['direction']} {other}"
+                       + (f" ({link['reason']})" if link["reason"] else ""))
+        for a in d.get("accesses", []):
+            click.echo(f"{a['occurred_at']}  access {a['action']:<21} {a['outcome']:<8} "
+                       f"{a['actor']} {a['client']}")
 
-    emit({"record_id": record_id, "events": events} if as_json else events, as_json, human)
+    emit(data, fmt == "json", human)
 
 
 @records.command("get")
