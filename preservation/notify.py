@@ -383,7 +383,7 @@ def deliver_pending(settings: Settings, catalog: Catalog, *, ids: list[str] | No
     if ids is not None:
         missing = sorted(set(wanted) - {row.id for row in rows})
         if missing:
-            raise NotFound("notification", ", ".join(missing))
+            raise NotFound(f"no notification with id {', '.join(missing)}")
     report = DeliveryReport()
     for row in rows:
         outcome = _deliver_one(catalog, row.id, channels, max_attempts, clock, principal,
