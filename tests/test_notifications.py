@@ -256,6 +256,42 @@ def test_refusal_is_delivered_by_email_and_signed_webhook(archive_env, smtp, web
     assert archive_env.invoke("audit", "verify").exit_code == 0
 
 
+def test_revocation_reaches_issuing_and_receiving_organisations(archive_env, smtp, webhook):
+    """R-REVOKE-1: a revocation's notifications go to the issuing organisation and each
+    receiving organisation, delivered right after the decision commits."""
+    from archive.revocation import KIND_REVOKED, revoke
+    from archive.users import get_user, principal_for
+
+    configure(archive_env, smtp_port=smtp.port)
+    set_contact(archive_env, ORG, email="van-phong@tinhuy.example.vn", webhook=webhook.url)
+    set_contact(archive_env, ORG2, email="ban-to-chuc@tinhuy.example.vn")
+    pdf = archive_env.sample("qd.pdf", recipients=[ORG2])
+    record_id = archive_env.json("ingest", str(pdf))["results"][0]["record_id"]
+    people = People(archive_env)
+    people.add_user("pheduyet", "approver")
+    with people.db() as db:
+        approver = principal_for(get_user(db, "pheduyet"), "totp")
+        outcome = revoke(db, approver, record_id, reason="Ban hành sai thẩm quyền",
+                         form="Quyết định", legal_basis="Điều 12 Quy chế",
+                         decision_ref="45-QĐ/TU")
+        ids = [n.id for n in outcome.notifications]
+    report = deliver(archive_env, *ids)
+
+    assert report.ok and report.sent == 2
+    assert sorted(r for _, rcpts, _ in smtp.messages for r in rcpts) == \
+        ["ban-to-chuc@tinhuy.example.vn", "van-phong@tinhuy.example.vn"]
+    for _, _, mail in smtp.messages:
+        assert mail["Subject"].startswith("Hủy hiệu lực văn bản số 12-QĐ/TU ngày 14/03/2025")
+        text = mail.get_body().get_content()
+        assert "Ban hành sai thẩm quyền" in text and record_id in text
+    assert [(b["recipient"], b["kind"], b["related"]) for b in webhook.bodies()] == \
+        [(ORG, KIND_REVOKED, f"record:{record_id}")]
+    assert verify_signature(*webhook.received[0])
+    rows = {n["recipient"]: n["status"] for n in
+            archive_env.json("notifications", "list", "--status", "sent")}
+    assert rows == {ORG: "sent", ORG2: "sent"}
+
+
 def test_a_tampered_body_does_not_verify(archive_env, webhook):
     """The signature covers the exact body: a receiver detects a changed byte."""
     configure(archive_env)
