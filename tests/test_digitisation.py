@@ -1,0 +1,400 @@
+"""Digitisation of paper (R-CONV-1, R-INCIDENT-1) against the real test PKI (OCSP, CRLs
+and TSA over loopback), on local folder + SQLite and SeaweedFS + PostgreSQL.
+
+A clerk with a strong login digitises scans (PNG/TIFF pages or a PDF); the archive
+signs each copy with the issuing organisation's key (key files, or a PKCS#11 token in
+SoftHSM2), ingests it through the normal ingest with the organisation-only policy,
+links it to the paper original's reference and keeps the document's original date.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import tarfile
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from archive.errors import AccessDenied, InputError, Refused
+from archive.models import AuditEntry, Event, PaperOriginal, Record
+from tests.accounts import WebArchive
+from tests.conftest import ORG, ORG2, make_archive_env, sample_metadata
+
+pytestmark = pytest.mark.services
+
+ORIGINAL_DATE = "1998-05-20"  # handled on paper during an outage (R-INCIDENT-1)
+
+
+# ---- fixtures -----------------------------------------------------------------------
+
+def write_org_keys(pki, folder: Path, holder: str = "org_vptu",
+                   identifier: str | None = None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    ident = identifier or pki.identifier(holder)
+    (folder / f"{ident}.key.pem").write_bytes(pki.key_pem(holder))
+    (folder / f"{ident}.cert.pem").write_bytes(pki.cert_pem(holder))
+    (folder / f"{ident}.chain.pem").write_bytes(pki.cert_pem("interm") + pki.cert_pem("root"))
+
+
+class DigEnv:
+    """An archive with the test PKI trusted, the organisations' certificates bound, the
+    key of the first organisation (ORG) in the key folder and a clerk."""
+
+    def __init__(self, kind: str, tmp_path: Path, request, pki):
+        self.aenv = make_archive_env(kind, tmp_path, request)
+        self.pki = pki
+        self.key_dir = tmp_path / "org-keys"
+        self.aenv.env.update({
+            "ARCHIVE_SIGNATURES__ENFORCE": "true",
+            "ARCHIVE_SIGNATURES__ALLOW_FETCHING": "true",
+            "ARCHIVE_SIGNATURES__TRUST_ROOTS": json.dumps([str(pki.trust_roots_path)]),
+            "ARCHIVE_SIGNATURES__TSA_URL": pki.tsa_url,
+            "ARCHIVE_SIGNATURES__REVOCATION_MODE": "require",
+            "ARCHIVE_DIGITISATION__KEY_DIR": str(self.key_dir),
+        })
+        for holder in ("org_vptu", "org_btctu"):
+            bound = self.aenv.invoke("agents", "bind-cert", pki.identifier(holder),
+                                     str(pki.cert_path(holder)))
+            assert bound.exit_code == 0, bound.output
+        write_org_keys(pki, self.key_dir)
+        self.web = WebArchive(self.aenv)
+        self.clerk = self.web.add_user("clerk", "clerk", fonds=("PHONG-01",))
+
+    def close(self) -> None:
+        self.web.close()
+        self.aenv.close()
+
+    @property
+    def instance(self):
+        return self.web.instance
+
+    def principal(self, username: str = "clerk", method: str = "totp"):
+        from archive.users import get_user, principal_for
+
+        with self.web.db() as db:
+            return principal_for(get_user(db, username), method)
+
+    def service(self, principal=None):
+        from ingest.digitise import DigitisationService
+
+        inst = self.instance
+        return DigitisationService(inst.settings, inst.catalog, inst.store,
+                                   principal=principal or self.principal(), clock=inst.clock)
+
+    def stored_original(self, record_id: str) -> bytes:
+        from archive.records import open_original
+
+        with self.web.db() as db:
+            _, stream = open_original(db, self.instance.store, self.web.operator, record_id)
+            with stream:
+                return stream.read()
+
+    def audit(self, action: str) -> list[AuditEntry]:
+        with self.web.db() as db:
+            return list(db.scalars(select(AuditEntry).where(AuditEntry.action == action)
+                                   .order_by(AuditEntry.seq)))
+
+
+@pytest.fixture(params=["local-sqlite", "s3-postgresql"])
+def dig_env(request, tmp_path, pki):
+    env = DigEnv(request.param, tmp_path, request, pki)
+    yield env
+    env.close()
+
+
+@pytest.fixture
+def local_dig(request, tmp_path, pki):
+    env = DigEnv("local-sqlite", tmp_path, request, pki)
+    yield env
+    env.close()
+
+
+def page_image(path: Path, fmt: str, text: int, size=(620, 877)) -> Path:
+    """A scanned page: white with black bars that differ per page (lossless formats)."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB" if fmt != "TIFF" else "L", size, "white")
+    draw = ImageDraw.Draw(image)
+    for i in range(text % 7 + 3):
+        draw.rectangle((40, 60 + 40 * i, 40 + 60 * (i + text % 5 + 1), 80 + 40 * i),
+                       fill="black")
+    image.save(path, fmt, dpi=(150, 150))
+    return path
+
+
+def scan_pages(folder: Path, specs=(("PNG", 1), ("PNG", 2), ("TIFF", 3))) -> list:
+    from ingest.digitise import ScanSource
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for fmt, n in specs:
+        path = page_image(folder / f"trang-{n}.{fmt.lower()}", fmt, n)
+        out.append(ScanSource(path, path.name))
+    return out
+
+
+def metadata(**overrides) -> dict:
+    data = {"date": ORIGINAL_DATE, "number_symbol": "45-QĐ/TU", "page_count": 3,
+            "summary": "Quyết định xử lý trên giấy trong thời gian sự cố"}
+    return sample_metadata(**{**data, **overrides})
+
+
+def pdf_pages(data: bytes) -> int:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    return int(PdfFileReader(io.BytesIO(data), strict=False).root["/Pages"]["/Count"])
+
+
+# ---- the copy: archived, signed, linked, original date kept -----------------------------
+
+def test_three_pages_are_digitised_signed_and_linked(dig_env, pki):
+    pages = scan_pages(dig_env.aenv.tmp_path / "scan")
+    result = dig_env.service().digitise(
+        pages, metadata(), "form", paper_reference="SỔ-ĐẾN-1998/0457",
+        paper_description="Bản gốc giấy, 3 tờ", holder="Kho lưu trữ Văn phòng Tỉnh ủy")
+    assert result.status == "archived", result
+    assert result.pages == 3 and result.organisation == ORG
+    assert result.certificate_sha256 == pki.fingerprint("org_vptu")
+
+    # The archive's own check, at ingest: valid, and signed by the organisation.
+    assert result.signatures["verdict"] == "valid"
+    assert result.signatures["policy"]["ok"] and \
+        result.signatures["policy"]["required"] == ["organisation"]
+    assert [(s["role"], s["agent"], s["verdict"]) for s in result.signatures["signers"]] == \
+        [("organisation", ORG, "valid")]
+
+    # The bytes stored are exactly the signed PDF, with the three pages.
+    stored = dig_env.stored_original(result.record_id)
+    assert hashlib.sha256(stored).hexdigest() == result.signed_sha256
+    assert len(stored) == result.signed_size and pdf_pages(stored) == 3
+
+    with dig_env.web.db() as db:
+        record = db.get(Record, result.record_id)
+        assert record.origin == "digitised"
+        assert record.doc_date == date.fromisoformat(ORIGINAL_DATE)
+        paper = db.get(PaperOriginal, record.paper_original_id)
+        assert (paper.reference, paper.holder, paper.status) == (
+            "SỔ-ĐẾN-1998/0457", "Kho lưu trữ Văn phòng Tỉnh ủy", "active")
+        event = db.scalar(select(Event).where(Event.record_id == record.id,
+                                              Event.event_type == "digitization"))
+        assert event.outcome == "success" and event.agent == "user:clerk"
+        sources = event.data["sources"]
+        assert [s["name"] for s in sources] == ["trang-1.png", "trang-2.png", "trang-3.tiff"]
+        assert [s["sha256"] for s in sources] == [
+            hashlib.sha256(p.path.read_bytes()).hexdigest() for p in pages]
+        assert event.data["certificate_sha256"] == pki.fingerprint("org_vptu")
+        assert event.data["paper_reference"] == "SỔ-ĐẾN-1998/0457"
+    entries = dig_env.audit("record.digitise")
+    assert len(entries) == 1 and entries[0].actor == "user:clerk"
+    assert entries[0].detail["signed_sha256"] == result.signed_sha256
+
+    # Must show: the stored copy validates as the organisation's signature through
+    # the archive's own check.
+    copy = dig_env.aenv.tmp_path / "copy.pdf"
+    copy.write_bytes(stored)
+    checked = dig_env.aenv.invoke("signatures", "check", str(copy), "--json")
+    assert checked.exit_code == 0, checked.output
+    report = json.loads(checked.stdout)
+    assert report["verdict"] == "valid"
+    [sig] = report["signatures"]
+    assert sig["signer"]["fingerprint"] == pki.fingerprint("org_vptu")
+    assert sig["timestamp"]["present"]
+
+
+def test_a_second_copy_of_the_same_paper_links_to_the_same_original(local_dig):
+    first = local_dig.service().digitise(
+        scan_pages(local_dig.aenv.tmp_path / "a", (("PNG", 1),)), metadata(page_count=1),
+        "form", paper_reference="HS-12/1998")
+    second = local_dig.service().digitise(
+        scan_pages(local_dig.aenv.tmp_path / "b", (("PNG", 4),)),
+        metadata(page_count=1, number_symbol="46-QĐ/TU"), "form",
+        paper_reference="HS-12/1998")
+    with local_dig.web.db() as db:
+        papers = list(db.scalars(select(PaperOriginal)))
+        assert len(papers) == 1
+        linked = {r.id for r in db.scalars(select(Record).where(
+            Record.paper_original_id == papers[0].id))}
+    assert linked == {first.record_id, second.record_id}
+    assert len(local_dig.audit("paper.register")) == 1
+
+
+def test_a_pdf_scan_with_a_qr_code_to_its_record(local_dig):
+    from ingest.demo import make_pdf
+
+    scan = local_dig.aenv.tmp_path / "scan.pdf"
+    scan.write_bytes(make_pdf(["BAN GIAY (TEST)", "Quyet dinh 45-QD/TU"]))
+    from ingest.digitise import ScanSource
+
+    result = local_dig.service().digitise(
+        [ScanSource(scan, scan.name)], metadata(page_count=1), "form",
+        paper_reference="SỔ-ĐẾN-1998/0999", qr=True)
+    assert result.status == "archived" and result.pages == 1
+    assert result.qr_url.endswith(f"/records/{result.record_id}")
+    stored = local_dig.stored_original(result.record_id)
+    assert stored.startswith(scan.read_bytes())  # the scan's bytes kept, then updates
+    assert qr_matrix_in(stored) == expected_matrix(result.qr_url)
+    assert result.signatures["verdict"] == "valid"
+
+
+def expected_matrix(url: str) -> list[list[bool]]:
+    import segno
+
+    return [[bool(v) for v in row] for row in segno.make(url, error="m").matrix_iter(
+        scale=1, border=2)]
+
+
+def qr_matrix_in(pdf: bytes) -> list[list[bool]]:
+    """The QR modules as drawn on page 1: the grid of filled squares of the stamp."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+
+    page = PdfFileReader(io.BytesIO(pdf), strict=False).root["/Pages"]["/Kids"][0]
+    contents = page["/Contents"]
+    streams = contents if isinstance(contents, list) else [contents]
+    text = b"\n".join(s.get_object().data for s in streams).decode("latin-1")
+    boxes = [tuple(map(float, m)) for m in re.findall(
+        r"([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) re", text.split("0 0 0 rg", 1)[1])]
+    module = boxes[0][2]
+    background = [tuple(map(float, m)) for m in re.findall(
+        r"([\d.]+) ([\d.]+) ([\d.]+) ([\d.]+) re f\n0 0 0 rg", text)][0]
+    left, bottom, size = background[0], background[1], background[2]
+    n = round(size / module)
+    grid = [[False] * n for _ in range(n)]
+    for x, y, _, _ in boxes:
+        grid[n - 1 - round((y - bottom) / module)][round((x - left) / module)] = True
+    return grid
+
+
+# ---- refusals -----------------------------------------------------------------------------
+
+def test_a_password_only_clerk_is_refused_and_audited(local_dig):
+    pages = scan_pages(local_dig.aenv.tmp_path / "scan", (("PNG", 1),))
+    weak = local_dig.principal(method="password")
+    with pytest.raises(AccessDenied, match="password-only"):
+        local_dig.service(weak).digitise(pages, metadata(page_count=1), "form",
+                                         paper_reference="HS-1")
+    denied = [e for e in local_dig.audit("record.ingest") if e.outcome == "denied"]
+    assert [(e.actor, e.detail["reason"][:30]) for e in denied] == [
+        ("user:clerk", "a password-only login may not ")]
+    assert _counts(local_dig) == (0, 0)
+
+
+def test_other_roles_may_not_digitise(local_dig):
+    local_dig.web.add_user("kiemtoan", "auditor")
+    pages = scan_pages(local_dig.aenv.tmp_path / "scan", (("PNG", 1),))
+    with pytest.raises(AccessDenied, match="role auditor"):
+        local_dig.service(local_dig.principal("kiemtoan")).digitise(
+            pages, metadata(page_count=1), "form", paper_reference="HS-1")
+    assert any(e.actor == "user:kiemtoan" and e.outcome == "denied"
+               for e in local_dig.audit("record.ingest"))
+
+
+def test_a_missing_organisation_key_is_refused_naming_the_file(local_dig):
+    pages = scan_pages(local_dig.aenv.tmp_path / "scan", (("PNG", 1),))
+    with pytest.raises(Refused) as caught:
+        local_dig.service().digitise(pages, metadata(page_count=1, issuing_org=ORG2),
+                                     "form", paper_reference="HS-2")
+    assert str(local_dig.key_dir / f"{ORG2}.key.pem") in caught.value.message
+    assert str(local_dig.key_dir / f"{ORG2}.cert.pem") in caught.value.message
+    assert _counts(local_dig) == (0, 0)
+
+
+def test_an_unbound_organisation_certificate_is_refused(local_dig, pki):
+    # The key folder holds ORG2's key under ORG2's name, but its certificate is
+    # unbound once the registry binding is revoked... instead: a certificate of the
+    # wrong organisation under ORG's name.
+    write_org_keys(pki, local_dig.key_dir, holder="org_btctu", identifier=ORG)
+    pages = scan_pages(local_dig.aenv.tmp_path / "scan", (("PNG", 1),))
+    with pytest.raises(Refused, match=f"bound to {ORG2}, not to the organisation {ORG}"):
+        local_dig.service().digitise(pages, metadata(page_count=1), "form",
+                                     paper_reference="HS-3")
+    assert _counts(local_dig) == (0, 0)
+
+
+@pytest.mark.parametrize("case", ["truncated", "garbage", "gif", "pdf_and_image",
+                                  "encrypted_pdf", "empty"])
+def test_bad_scans_are_refused_before_signing(local_dig, case):
+    from PIL import Image
+
+    from ingest.digitise import ScanSource
+
+    folder = local_dig.aenv.tmp_path / "bad"
+    folder.mkdir()
+    good = page_image(folder / "good.png", "PNG", 1)
+    if case == "truncated":
+        data = good.read_bytes()
+        bad = folder / "broken.png"
+        bad.write_bytes(data[: len(data) // 2])
+        files, message = [good, bad], "broken.png: the image is corrupt or truncated"
+    elif case == "garbage":
+        bad = folder / "noise.tiff"
+        bad.write_bytes(b"II*\x00" + bytes(range(256)) * 8)
+        files, message = [bad], "noise.tiff: "
+    elif case == "gif":
+        bad = folder / "page.gif"
+        Image.new("P", (100, 100)).save(bad, "GIF")
+        files, message = [bad], "page.gif: GIF images are not accepted"
+    elif case == "empty":
+        bad = folder / "blank.jpg"
+        bad.write_bytes(b"")
+        files, message = [good, bad], "blank.jpg: the file is empty"
+    elif case == "pdf_and_image":
+        from ingest.demo import make_pdf
+
+        bad = folder / "scan.pdf"
+        bad.write_bytes(make_pdf(["x"]))
+        files, message = [bad, good], "a PDF scan comes alone"
+    else:
+        from ingest.demo import make_pdf
+        from tests.pki.factories import encrypt
+
+        bad = folder / "locked.pdf"
+        bad.write_bytes(encrypt(make_pdf(["x"])))
+        files, message = [bad], "locked.pdf: the PDF is encrypted"
+    with pytest.raises(InputError) as caught:
+        local_dig.service().digitise([ScanSource(f, f.name) for f in files],
+                                     metadata(page_count=1), "form", paper_reference="HS-4")
+    assert message in caught.value.message
+    assert _counts(local_dig) == (0, 0)
+
+
+def test_an_absurd_image_size_is_refused(local_dig):
+    from PIL import Image
+
+    from ingest.digitise import ScanSource
+
+    big = local_dig.aenv.tmp_path / "huge.png"
+    Image.new("1", (50_000, 20)).save(big, "PNG")
+    with pytest.raises(InputError, match="not a page scan"):
+        local_dig.service().digitise([ScanSource(big, big.name)], metadata(page_count=1),
+                                     "form", paper_reference="HS-5")
+
+
+def test_normal_ingest_of_an_organisation_only_decision_is_still_refused(local_dig,
+                                                                         signed_pdfs):
+    """The organisation-only policy is for digitised copies alone (R-SIG-1)."""
+    target = local_dig.aenv.tmp_path / "org-only.pdf"
+    shutil.copyfile(signed_pdfs.path("org_t"), target)
+    target.with_name(target.name + ".json").write_text(
+        json.dumps(sample_metadata(), ensure_ascii=False), encoding="utf-8")
+    result = local_dig.aenv.invoke("ingest", str(target), "--json")
+    assert result.exit_code == 3, result.output
+    report = json.loads(result.stdout)["results"][0]["report"]
+    assert report["policy"]["required"] == ["person", "organisation"]
+    assert "person_signature_missing" in {p["code"] for p in report["policy"]["problems"]}
+
+
+def _counts(env) -> tuple[int, int]:
+    with env.web.db() as db:
+        return (len(list(db.scalars(select(Record.id)))),
+                len(list(db.scalars(select(PaperOriginal.id)))))
+
+
+# keep imports used by later sections
+_ = (tarfile, subprocess)
