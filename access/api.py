@@ -129,9 +129,10 @@ def list_records():
         return _page(total, flt, "records", [record_to_dict(r) for r in rows])
 
 
-def ingest_upload(upload, metadata: dict, principal, *, source: str):
+def ingest_upload(upload, metadata: dict, principal, *, source: str, run=None):
     """Ingest an uploaded file (API or web form) from a private staging folder, removed
-    afterwards; errors name the file as the sender did, not the staging path."""
+    afterwards; errors name the file as the sender did, not the staging path.
+    ``run(service, path)``, when given, does the ingest (e.g. a correction, #5)."""
     from archive.bag import safe_payload_name
     from ingest.services import IngestService
 
@@ -145,6 +146,8 @@ def ingest_upload(upload, metadata: dict, principal, *, source: str):
         service = IngestService(inst.settings, inst.catalog, inst.store, principal=principal,
                                 clock=inst.clock)
         try:
+            if run is not None:
+                return run(service, path)
             return service.ingest(path, metadata, source)
         except ArchiveError as exc:
             exc.message = exc.message.replace(str(path), upload.filename)
@@ -254,9 +257,12 @@ def original_response(record_id: str) -> Response:
         stored, reader = open_original(session, inst.store, principal, record_id,
                                        client=client_address(), clock=inst.clock,
                                        vault=KeyVault.from_settings(inst.settings))
+        status = stored.package.record.status
     name = stored.original_name or Path(stored.path).name
     response = Response(stream_verified(reader, record_id, principal),
                         mimetype=stored.mime_type or "application/octet-stream")
+    # R-REVOKE-1: a revoked document stays retrievable for inspection, marked as such.
+    response.headers["Archive-Record-Status"] = status
     if not stored.encryption:
         response.content_length = stored.size
     response.headers["Content-Disposition"] = _disposition(name)
