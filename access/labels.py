@@ -48,6 +48,9 @@ EVENT_TYPES = {
     "timestamping": _l("Archive timestamp obtained"),
     "encryption": _l("Encrypted at rest"),
     "fixity check": _l("Integrity check"),
+    "revocation": _l("Validity revoked"),
+    "reinstatement": _l("Validity reinstated"),
+    "repackaging": _l("New archival package version"),
 }
 ACTIONS = {
     "records.search": _l("Search records"),
@@ -68,6 +71,10 @@ ACTIONS = {
     "audit.query": _l("Query the audit log"),
     "audit.export": _l("Export the audit log"),
     "agents.list": _l("List agents"),
+    "record.reinstate": _l("Reinstate the validity of a record"),
+    "record.revocations": _l("View validity decisions"),
+    "record.repackage": _l("Write a new archival package version"),
+    "paper.revoke": _l("Revoke a paper original and its digitised copies"),
     # actions of the policy decision point that are not audit actions themselves
     "record.search": _l("Search records"),
     "record.describe": _l("Describe a record"),

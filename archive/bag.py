@@ -113,6 +113,9 @@ class AipSpec:
     algorithms: tuple[str, ...]
     created_at: datetime
     software: str
+    # Further metadata files under data/metadata/ (e.g. a later version's lifecycle.json,
+    # R-HIST-1): bag path -> bytes, listed in the manifests and referenced from METS.
+    metadata_files: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def bag_name(self) -> str:
@@ -252,6 +255,12 @@ def _check_spec(spec: AipSpec) -> list[FieldProblem]:
                 bad(where, f"missing or malformed {algorithm} digest")
     if used & dirs:
         bad("files", "a bag path is both a file and a directory")
+    for path, data in spec.metadata_files.items():
+        parts = path.split("/")
+        if (len(parts) < 3 or parts[:2] != ["data", "metadata"]
+                or any(p != safe_payload_name(p) for p in parts[2:])
+                or path.casefold() in reserved or not isinstance(data, bytes)):
+            bad("metadata_files", f"unusable metadata file {path!r}")
     agent_ids = [a.identifier for a in spec.agents]
     if len(set(agent_ids)) != len(agent_ids):
         bad("agents", "agent identifiers must be unique")
@@ -355,8 +364,12 @@ def build_aip(spec: AipSpec, staging_dir: Path, *,
     premis = build_premis(spec)
     premis_digests = hash_bytes(premis, algorithms)
     record_digests = hash_bytes(record_json, algorithms)
-    mets = build_mets(spec, (len(premis), premis_digests), (len(record_json), record_digests))
-    generated = {METS_PATH: mets, RECORD_JSON_PATH: record_json, PREMIS_PATH: premis}
+    other = {path: (len(data), hash_bytes(data, algorithms))
+             for path, data in spec.metadata_files.items()}
+    mets = build_mets(spec, (len(premis), premis_digests), (len(record_json), record_digests),
+                      other_metadata=other)
+    generated = {METS_PATH: mets, RECORD_JSON_PATH: record_json, PREMIS_PATH: premis,
+                 **spec.metadata_files}
 
     payload = {path: hash_bytes(data, algorithms) for path, data in generated.items()}
     payload.update({pf.bag_path: {a: pf.digests[a] for a in algorithms} for pf in spec.files})

@@ -56,11 +56,14 @@ def _one_line(value: object) -> str:
 
 
 def build_mets(spec: AipSpec, premis_digests: tuple[int, dict[str, str]],
-               record_json_digests: tuple[int, dict[str, str]]) -> bytes:
+               record_json_digests: tuple[int, dict[str, str]], *,
+               other_metadata: dict[str, tuple[int, dict[str, str]]] | None = None) -> bytes:
     """Serialise METS.xml for ``spec``.
 
     ``premis_digests`` and ``record_json_digests`` are ``(size, {algorithm: hex})`` of the
-    premis.xml and record.json bytes that go into the same bag.
+    premis.xml and record.json bytes that go into the same bag; ``other_metadata`` the
+    same for further JSON metadata files (bag path -> size and digests), each referenced
+    as digital provenance (e.g. a later version's ``metadata/lifecycle.json``).
     """
     meta = spec.metadata
     created = xml_datetime(spec.created_at)
@@ -99,6 +102,14 @@ def build_mets(spec: AipSpec, premis_digests: tuple[int, dict[str, str]],
               MIMETYPE="text/xml", SIZE=str(size), CREATED=created,
               CHECKSUM=digests["sha256"], CHECKSUMTYPE="SHA-256")
     _href(ref, PREMIS_HREF)
+    for n, (path, (size, digests)) in enumerate(sorted((other_metadata or {}).items()), 1):
+        name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        extra = _el(amd, "digiprovMD", ID=f"digiprov-{n:02d}", CREATED=created)
+        ref = _el(extra, "mdRef", MDTYPE="OTHER",
+                  OTHERMDTYPE=f"ARCHIVE-{_one_line(name).upper()}-JSON",
+                  MIMETYPE="application/json", SIZE=str(size), CREATED=created,
+                  CHECKSUM=digests["sha256"], CHECKSUMTYPE="SHA-256")
+        _href(ref, path.removeprefix("data/"))
 
     file_ids = {pf.bag_path: f"file-{n:04d}" for n, pf in enumerate(spec.files, start=1)}
     roles = sorted({pf.role for pf in spec.files}, key=lambda r: (r != "original", r))
