@@ -268,6 +268,7 @@ def record_url(settings: Settings, record_id: str) -> str:
 
 def sign_copy(pdf: bytes, key: SigningKey, settings: Settings, reference: str) -> bytes:
     """Sign ``pdf`` with the organisation's key (PAdES), timestamped when a TSA is set."""
+    from pkcs11 import PKCS11Error as TokenError
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
     from pyhanko.sign.general import SigningError
@@ -285,7 +286,7 @@ def sign_copy(pdf: bytes, key: SigningKey, settings: Settings, reference: str) -
     try:
         out = signers.PdfSigner(meta, signer=key.signer, timestamper=stamper).sign_pdf(
             writer, output=BytesIO())
-    except (SigningError, OSError, ValueError) as exc:
+    except (SigningError, TokenError, OSError, ValueError) as exc:
         raise Refused(f"signing the digitised copy with the key of {key.organisation} "
                       f"({key.location}) failed: {exc}") from exc
     return out.getvalue()

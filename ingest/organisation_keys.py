@@ -8,7 +8,8 @@ A port with two implementations, chosen by ``[digitisation]``:
   with pyHanko's ``SimpleSigner``;
 - :class:`Pkcs11Keys`: a key on a PKCS#11 token (an HSM, a USB token, SoftHSM2 in the
   tests) labelled with the organisation identifier, through ``pyhanko.sign.pkcs11``;
-  the certificate is the token's object of the same label, or ``<key_dir>/<id>.cert.pem``.
+  the certificate is ``<key_dir>/<id>.cert.pem`` or else the token's object of the same
+  label, and ``<key_dir>/<id>.chain.pem`` the CA certificates above it (optional).
 
 Either yields a :class:`SigningKey`: a pyHanko signer and the certificate, whose
 SHA-256 fingerprint must be bound to the organisation in the registry.
@@ -173,12 +174,20 @@ class Pkcs11Keys:
             raise SigningKeyMissing(f"cannot open the {where}: {exc}") from exc
         try:
             cert_file = self.folder / f"{label}.cert.pem"
+            chain_file = self.folder / f"{label}.chain.pem"
             certs = _load_certs(cert_file) if cert_file.is_file() else []
+            chain = [*certs[1:], *(_load_certs(chain_file) if chain_file.is_file() else [])]
             try:
                 signer = p11.PKCS11Signer(
                     session, key_label=label, cert_label=None if certs else label,
-                    signing_cert=certs[0] if certs else None, ca_chain=certs[1:] or None)
+                    signing_cert=certs[0] if certs else None, ca_chain=chain or None)
                 cert = signer.signing_cert  # fetched from the token when not given
+                if cert.public_key.algorithm == "ec":
+                    # Hash here, sign raw on the token: many tokens (SoftHSM2 among
+                    # them) have CKM_ECDSA but not the hash-then-sign ECDSA mechanisms.
+                    signer = p11.PKCS11Signer(session, key_label=label, signing_cert=cert,
+                                              ca_chain=chain or None,
+                                              use_raw_mechanism=True)
             except (LibError, p11.PKCS11Error, SigningError) as exc:
                 raise SigningKeyMissing(
                     f"no signing key of the organisation {organisation} on the {where}: "

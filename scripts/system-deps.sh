@@ -10,6 +10,8 @@ command -v runuser >/dev/null 2>&1 || need+=(util-linux)
 # Playwright, and a font with every Vietnamese glyph for the screenshots.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+# Digitisation with an organisation key on a PKCS#11 token (tests/test_digitisation.py).
+[ -f /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

@@ -15,7 +15,6 @@ import json
 import re
 import shutil
 import subprocess
-import tarfile
 from datetime import date
 from pathlib import Path
 
@@ -58,6 +57,7 @@ class DigEnv:
             "ARCHIVE_SIGNATURES__TSA_URL": pki.tsa_url,
             "ARCHIVE_SIGNATURES__REVOCATION_MODE": "require",
             "ARCHIVE_DIGITISATION__KEY_DIR": str(self.key_dir),
+            **getattr(self, "_extra", {}),
         })
         for holder in ("org_vptu", "org_btctu"):
             bound = self.aenv.invoke("agents", "bind-cert", pki.identifier(holder),
@@ -396,5 +396,135 @@ def _counts(env) -> tuple[int, int]:
                 len(list(db.scalars(select(PaperOriginal.id)))))
 
 
-# keep imports used by later sections
-_ = (tarfile, subprocess)
+# ---- a PKCS#11 token (SoftHSM2) -------------------------------------------------------------
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN, PIN = "archive-test", "564738"
+
+
+def _softhsm_token(folder: Path, pki, monkeypatch) -> None:
+    """A SoftHSM2 token holding ORG's key (imported) and certificate, in ``folder``."""
+    from tests.services.common import unavailable
+
+    util = shutil.which("softhsm2-util")
+    if util is None or not Path(SOFTHSM_MODULE).is_file():
+        unavailable("SoftHSM2", "softhsm2 is not installed (scripts/system-deps.sh)")
+    (folder / "tokens").mkdir(parents=True)
+    conf = folder / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {folder / 'tokens'}\nobjectstore.backend = file\n",
+                    encoding="utf-8")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    run = {"check": True, "capture_output": True, "env": {"SOFTHSM2_CONF": str(conf)}}
+    subprocess.run([util, "--init-token", "--free", "--label", TOKEN, "--so-pin", "1234",
+                    "--pin", PIN], **run)
+    key = folder / "org.key.pem"
+    key.write_bytes(pki.key_pem("org_vptu"))
+    subprocess.run([util, "--import", str(key), "--token", TOKEN, "--label", ORG,
+                    "--id", "0a01", "--pin", PIN], **run)
+    key.unlink()
+    import pkcs11
+    from pkcs11 import Attribute, CertificateType, ObjectClass
+
+    token = pkcs11.lib(SOFTHSM_MODULE).get_token(token_label=TOKEN)
+    with token.open(user_pin=PIN, rw=True) as session:
+        session.create_object({
+            Attribute.CLASS: ObjectClass.CERTIFICATE,
+            Attribute.CERTIFICATE_TYPE: CertificateType.X_509,
+            Attribute.TOKEN: True, Attribute.LABEL: ORG, Attribute.ID: bytes.fromhex("0a01"),
+            Attribute.VALUE: pki.cert_der("org_vptu"),
+            Attribute.SUBJECT: pki.cert("org_vptu").subject.dump()})
+
+
+def test_signing_with_a_pkcs11_token(request, tmp_path, pki, monkeypatch):
+    """The organisation's key on a PKCS#11 token (SoftHSM2): no key file anywhere; the
+    certificate comes from the token, the CA chain from the key folder."""
+    _softhsm_token(tmp_path / "hsm", pki, monkeypatch)
+    pin_file = tmp_path / "hsm" / "pin"
+    pin_file.write_text(PIN + "\n", encoding="utf-8")
+    env = DigEnv.__new__(DigEnv)
+    request.addfinalizer(lambda: env.close() if hasattr(env, "web") else None)
+    monkeypatch.setattr(DigEnv, "_extra", {
+        "ARCHIVE_DIGITISATION__PKCS11_MODULE": SOFTHSM_MODULE,
+        "ARCHIVE_DIGITISATION__PKCS11_TOKEN_LABEL": TOKEN,
+        "ARCHIVE_DIGITISATION__PKCS11_PIN_FILE": str(pin_file)}, raising=False)
+    env.__init__("local-sqlite", tmp_path, request, pki)
+    for name in ("key", "cert"):  # only the chain stays in the key folder
+        (env.key_dir / f"{ORG}.{name}.pem").unlink()
+    result = env.service().digitise(scan_pages(tmp_path / "scan", (("PNG", 1), ("PNG", 2))),
+                                    metadata(page_count=2), "form", paper_reference="HSM-1")
+    assert result.status == "archived"
+    assert result.certificate_sha256 == pki.fingerprint("org_vptu")
+    assert [(s["role"], s["agent"], s["verdict"]) for s in result.signatures["signers"]] == \
+        [("organisation", ORG, "valid")]
+    with env.web.db() as db:
+        event = db.scalar(select(Event).where(Event.event_type == "digitization"))
+        assert event.data["key_source"] == "pkcs11"
+    # ORG2 has no key on the token: refused, naming the label expected.
+    with pytest.raises(Refused, match=f"labelled '{ORG2}'"):
+        env.service().digitise(scan_pages(tmp_path / "scan2", (("PNG", 3),)),
+                               metadata(page_count=1, issuing_org=ORG2), "form",
+                               paper_reference="HSM-2")
+
+
+# ---- the CLI ------------------------------------------------------------------------------
+
+def _cli_clerk(env, name: str) -> tuple[str, str]:
+    account = env.web.add_user(name, "clerk", fonds=("PHONG-01",))
+    return account.username, env.web.next_code(account)
+
+
+def test_cli_digitize_then_paper_list_and_show(dig_env):
+    folder = dig_env.aenv.tmp_path / "cli-scan"
+    pages = [s.path for s in scan_pages(folder, tuple(("PNG", n) for n in range(1, 7)))]
+    meta = folder / "meta.json"
+    meta.write_text(json.dumps(metadata(page_count=6), ensure_ascii=False), encoding="utf-8")
+    user, code = _cli_clerk(dig_env, "vanthu1")
+    result = dig_env.aenv.invoke("digitize", *map(str, pages), "--metadata", str(meta),
+                                 "--paper-ref", "SỔ-ĐẾN-1998/0500", "--holder", "Kho 2",
+                                 "--paper-description", "Quyết định bản giấy",
+                                 "--as", user, "--code", code, "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["status"] == "archived" and data["pages"] == 6
+    assert data["signatures"]["verdict"] == "valid"
+    assert [s["name"] for s in data["sources"]] == list(map(str, pages))
+
+    listed = dig_env.aenv.json("paper", "list")
+    assert listed["total"] == 1
+    assert listed["paper_originals"][0]["reference"] == "SỔ-ĐẾN-1998/0500"
+    assert listed["paper_originals"][0]["copies"] == 1
+    shown = dig_env.aenv.json("paper", "show", "SỔ-ĐẾN-1998/0500")
+    assert shown["holder"] == "Kho 2" and shown["status"] == "active"
+    assert [c["record_id"] for c in shown["copies"]] == [data["record_id"]]
+    assert shown["copies"][0]["date"] == ORIGINAL_DATE
+    missing = dig_env.aenv.invoke("paper", "show", "KHÔNG-CÓ")
+    assert missing.exit_code == 2 and "no paper original" in missing.stderr
+    assert [e.outcome for e in dig_env.audit("paper.view")] == ["ok", "not_found"]
+    human = dig_env.aenv.invoke("paper", "show", "SỔ-ĐẾN-1998/0500")
+    assert data["record_id"] in human.stdout
+
+
+def test_cli_refusals_and_exit_codes(local_dig):
+    folder = local_dig.aenv.tmp_path / "cli-bad"
+    folder.mkdir()
+    good = page_image(folder / "p1.png", "PNG", 1)
+    bad = folder / "p2.png"
+    bad.write_bytes(good.read_bytes()[:200])
+    meta = folder / "meta.json"
+    meta.write_text(json.dumps(metadata(page_count=2)), encoding="utf-8")
+    user, code = _cli_clerk(local_dig, "vanthu2")
+    corrupt = local_dig.aenv.invoke("digitize", str(good), str(bad), "--metadata", str(meta),
+                                    "--paper-ref", "HS-9", "--as", user, "--code", code)
+    assert corrupt.exit_code == 2 and "corrupt or truncated" in corrupt.stderr
+    user, code = _cli_clerk(local_dig, "vanthu3")
+    meta.write_text(json.dumps(metadata(page_count=1, issuing_org=ORG2)), encoding="utf-8")
+    no_key = local_dig.aenv.invoke("digitize", str(good), "--metadata", str(meta),
+                                   "--paper-ref", "HS-9", "--as", user, "--code", code,
+                                   "--json")
+    assert no_key.exit_code == 3, no_key.output
+    assert f"{ORG2}.key.pem" in json.loads(no_key.stdout)["message"]
+    wrong_code = local_dig.aenv.invoke("digitize", str(good), "--metadata", str(meta),
+                                       "--paper-ref", "HS-9", "--as", "vanthu3",
+                                       "--code", "000000")
+    assert wrong_code.exit_code == 3 and "one-time code was not accepted" in wrong_code.stderr
+    assert _counts(local_dig) == (0, 0)
