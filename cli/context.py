@@ -134,8 +134,8 @@ def acting_principal(instance, acting_as: str, totp_code: str | None):
             user = users.get_user(session, acting_as)
         except NotFound:
             user = None
-        outcome = users.check_totp(session, instance.settings, user, code, client="cli") \
-            if user is not None else None
+        outcome = users.check_totp(session, instance.settings, user, code, client="cli",
+                                   clock=instance.clock) if user is not None else None
         principal = users.principal_for(outcome.user, "totp") \
             if outcome is not None and outcome.ok else None
     if principal is None:
