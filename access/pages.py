@@ -47,6 +47,7 @@ def _page_context():
                 ("web.records", policy.SEARCH, _l("Search")),
                 ("web.ingest", policy.INGEST, _l("Submit a document")),
                 ("web.my_access", policy.ACCOUNT, _l("My access history")),
+                ("web.notifications", policy.ACCOUNT, _l("Notifications")),
                 ("web.audit", policy.AUDIT_READ, _l("Audit log"))):
             if policy.decide(principal, action).allowed:
                 nav.append((endpoint, str(text)))

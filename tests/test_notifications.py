@@ -561,3 +561,100 @@ def test_set_contact_validates_and_needs_an_administrator(archive_env):
         assert cleared["webhook_url"] is None and cleared["email"] == "vp@tinhuy.example.vn"
     finally:
         web.close()
+
+
+# ---- the API and the web page ---------------------------------------------------------
+
+
+@pytest.fixture
+def web(archive_env):
+    from tests.accounts import WebArchive
+
+    archive = WebArchive(archive_env)
+    yield archive
+    archive.close()
+
+
+def _four(aenv) -> dict[str, str]:
+    return {r: notify(aenv, r, subject=f"Thông báo cho {r}", related=related)
+            for r, related in ((ORG, "record:0b7c2f4e-8a51-4c7e-9d1e-2f3a4b5c6d7e"),
+                               (ORG2, None), ("user:an", "submission:x"),
+                               ("user:binh", None))}
+
+
+def test_api_lists_the_callers_notifications_or_all_for_auditors(web):
+    from tests.test_api import API
+
+    web.add_user("an", "clerk")
+    web.add_user("kiem", "auditor")
+    ids = _four(web.aenv)
+    clerk = web.login("an")
+    mine = clerk.get(f"{API}/notifications").get_json()
+    assert mine["total"] == 2
+    assert {n["id"] for n in mine["notifications"]} == {ids[ORG], ids["user:an"]}
+    assert clerk.get(f"{API}/notifications?recipient=user:binh").status_code == 403
+    assert clerk.get(f"{API}/notifications?status=lost").status_code == 400
+    assert web.client().get(f"{API}/notifications").status_code == 401
+
+    auditor = web.login("kiem")
+    page = auditor.get(f"{API}/notifications?limit=3").get_json()
+    assert page["total"] == 4 and len(page["notifications"]) == 3
+    rest = auditor.get(f"{API}/notifications?limit=3&offset=3").get_json()
+    assert {n["id"] for n in page["notifications"] + rest["notifications"]} == \
+        set(ids.values())
+    only = auditor.get(f"{API}/notifications?recipient={ORG2}&status=pending").get_json()
+    assert [n["id"] for n in only["notifications"]] == [ids[ORG2]]
+
+    reader = web.token(["records:read"])
+    assert web.client().get(f"{API}/notifications", headers={
+        "Authorization": f"Bearer {reader}"}).status_code == 403
+    audit_reader = web.token(["audit:read"])
+    assert web.client().get(f"{API}/notifications", headers={
+        "Authorization": f"Bearer {audit_reader}"}).get_json()["total"] == 4
+
+    denied = [e for e in audit_of(web.aenv, "audit.read") if e.actor == "user:an"]
+    assert [e.outcome for e in denied] == ["denied"]
+    listed = audit_of(web.aenv, "notifications.list")
+    assert {(e.actor, e.detail["scope"]) for e in listed} >= \
+        {("user:an", "own"), ("user:kiem", "all")}
+
+
+def test_api_deliver_is_for_administrators_with_a_strong_login(web, webhook):
+    from tests.test_api import API
+
+    set_contact(web.aenv, ORG, webhook=webhook.url)
+    note_id = notify(web.aenv, ORG)
+    web.add_user("an", "clerk")
+    web.add_user("quantri", "administrator")
+    web.enrol("quantri")
+    for client in (web.login("an"), web.login("quantri", browse_only=True)):
+        answer = client.post(f"{API}/notifications/deliver",
+                             headers={"X-CSRFToken": web.csrf(client)})
+        assert answer.status_code == 403
+    assert webhook.received == []
+    admin = web.login("quantri")
+    answer = admin.post(f"{API}/notifications/deliver", headers={"X-CSRFToken": web.csrf(admin)})
+    assert answer.status_code == 200
+    assert answer.get_json()["sent"] == 1 and webhook.bodies()[0]["id"] == note_id
+    entries = audit_of(web.aenv, "notification.deliver", f"notification:{note_id}")
+    assert [(e.actor, e.outcome) for e in entries] == [("user:quantri", "ok")]
+    assert [e.outcome for e in audit_of(web.aenv, "agent.manage")] == ["denied", "denied"]
+
+
+def test_web_page_lists_the_callers_notifications(web):
+    web.add_user("an", "clerk")
+    web.add_user("kiem", "auditor")
+    _four(web.aenv)
+    clerk = web.login("an")
+    page = clerk.get("/notifications")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert f"Thông báo cho {ORG}" in html and "Thông báo cho user:an" in html
+    assert "Thông báo cho user:binh" not in html and f"Thông báo cho {ORG2}" not in html
+    assert 'href="/records/0b7c2f4e-8a51-4c7e-9d1e-2f3a4b5c6d7e"' in html
+    assert 'href="/notifications"' in html  # in the main menu
+    assert clerk.get("/notifications?status=sent").get_data(as_text=True).count(
+        "Thông báo cho") == 0
+    everything = web.login("kiem").get("/notifications").get_data(as_text=True)
+    assert all(f"Thông báo cho {r}" in everything for r in (ORG, ORG2, "user:binh"))
+    assert web.client().get("/notifications").status_code == 302  # the login wall
