@@ -76,8 +76,11 @@ def create_app(instance: ArchiveInstance, *, config: dict | None = None) -> Flas
     def _before():
         g.started = time.perf_counter()
         if request.endpoint in ("ops.healthz", "ops.metrics", "api.health", "api.openapi",
-                                "static", "web.static"):
-            return  # open to all: credentials, even malformed ones, are not read
+                                "static", "web.static", "web.verify_rendition",
+                                "api.rendition_verification"):
+            # Open to all (the verification of a paper rendition too, R-CONV-2):
+            # credentials, even malformed ones, are not read.
+            return
         auth.load_principal()
         if request.method not in ("GET", "HEAD", "OPTIONS") and g.via != "token":
             if any(not isinstance(key, str) for key in request.form):

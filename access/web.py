@@ -249,7 +249,7 @@ def _login_wall():
     """Pages need a login; the API answers 401 itself, health and metrics are open."""
     if request.blueprint != "web" or request.endpoint in (
             "web.login", "web.login_totp", "web.login_enrol", "web.login_certificate",
-            "web.set_language", "web.static"):
+            "web.set_language", "web.static", "web.verify_rendition"):
         return None
     if g.get("principal") is None or g.principal.kind == "anonymous":
         return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
