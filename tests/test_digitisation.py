@@ -46,7 +46,7 @@ class DigEnv:
     """An archive with the test PKI trusted, the organisations' certificates bound, the
     key of the first organisation (ORG) in the key folder and a clerk."""
 
-    def __init__(self, kind: str, tmp_path: Path, request, pki):
+    def __init__(self, kind: str, tmp_path: Path, request, pki, extra_env=None):
         self.aenv = make_archive_env(kind, tmp_path, request)
         self.pki = pki
         self.key_dir = tmp_path / "org-keys"
@@ -57,7 +57,7 @@ class DigEnv:
             "ARCHIVE_SIGNATURES__TSA_URL": pki.tsa_url,
             "ARCHIVE_SIGNATURES__REVOCATION_MODE": "require",
             "ARCHIVE_DIGITISATION__KEY_DIR": str(self.key_dir),
-            **getattr(self, "_extra", {}),
+            **(extra_env or {}),
         })
         for holder in ("org_vptu", "org_btctu"):
             bound = self.aenv.invoke("agents", "bind-cert", pki.identifier(holder),
@@ -271,6 +271,34 @@ def qr_matrix_in(pdf: bytes) -> list[list[bool]]:
     return grid
 
 
+def test_revoking_the_paper_original_revokes_its_digitised_copy(local_dig):
+    """R-REVOKE-1 / R-CONV-1: the copy follows its paper original; a revoked paper
+    original is not digitised again."""
+    from archive.revocation import revoke_paper_original
+
+    copy = local_dig.service().digitise(
+        scan_pages(local_dig.aenv.tmp_path / "a", (("PNG", 1),)), metadata(page_count=1),
+        "form", paper_reference="HS-THU-HOI")
+    local_dig.web.add_user("pheduyet", "approver")
+    approver = local_dig.principal("pheduyet")
+    with local_dig.web.db() as db:
+        revoke_paper_original(db, approver, "HS-THU-HOI",
+                              reason="bản giấy bị hủy bỏ hiệu lực", form="quyết định",
+                              legal_basis="Điều 15")
+    with local_dig.web.db() as db:
+        assert db.get(Record, copy.record_id).status == "revoked"
+        paper = db.scalar(select(PaperOriginal).where(
+            PaperOriginal.reference == "HS-THU-HOI"))
+        assert paper.status == "revoked"
+    shown = local_dig.aenv.json("paper", "show", "HS-THU-HOI")
+    assert shown["status"] == "revoked" and shown["copies"][0]["status"] == "revoked"
+    with pytest.raises(Refused, match="HS-THU-HOI' is revoked"):
+        local_dig.service().digitise(
+            scan_pages(local_dig.aenv.tmp_path / "b", (("PNG", 2),)),
+            metadata(page_count=1, number_symbol="47-QĐ/TU"), "form",
+            paper_reference="HS-THU-HOI")
+
+
 # ---- refusals -----------------------------------------------------------------------------
 
 def test_a_password_only_clerk_is_refused_and_audited(local_dig):
@@ -441,13 +469,11 @@ def test_signing_with_a_pkcs11_token(request, tmp_path, pki, monkeypatch):
     _softhsm_token(tmp_path / "hsm", pki, monkeypatch)
     pin_file = tmp_path / "hsm" / "pin"
     pin_file.write_text(PIN + "\n", encoding="utf-8")
-    env = DigEnv.__new__(DigEnv)
-    request.addfinalizer(lambda: env.close() if hasattr(env, "web") else None)
-    monkeypatch.setattr(DigEnv, "_extra", {
+    env = DigEnv("local-sqlite", tmp_path, request, pki, extra_env={
         "ARCHIVE_DIGITISATION__PKCS11_MODULE": SOFTHSM_MODULE,
         "ARCHIVE_DIGITISATION__PKCS11_TOKEN_LABEL": TOKEN,
-        "ARCHIVE_DIGITISATION__PKCS11_PIN_FILE": str(pin_file)}, raising=False)
-    env.__init__("local-sqlite", tmp_path, request, pki)
+        "ARCHIVE_DIGITISATION__PKCS11_PIN_FILE": str(pin_file)})
+    request.addfinalizer(env.close)
     for name in ("key", "cert"):  # only the chain stays in the key folder
         (env.key_dir / f"{ORG}.{name}.pem").unlink()
     result = env.service().digitise(scan_pages(tmp_path / "scan", (("PNG", 1), ("PNG", 2))),
