@@ -100,9 +100,12 @@ def register_amendment(session: Session, principal: Principal, original_id: str,
                       occurred_at=now, agent=str(principal), outcome="success",
                       detail=f"{_DOES[kind]} {record.id}: {reason}", data=data))
     session.flush()
+    detail = {"kind": kind, "successor": successor.id}
+    if successor.classification == "normal" and record.classification == "normal":
+        # R-CLASS-1: auditors of any clearance read the log; a classified reason stays out.
+        detail["reason"] = reason
     audit.append(session, principal, "record.amend", f"record:{record.id}", client=client,
-                 detail={"kind": kind, "successor": successor.id, "reason": reason},
-                 clock=clock)
+                 detail=detail, clock=clock)
     return link
 
 
@@ -129,6 +132,28 @@ def refuse_duplicate(session: Session, principal: Principal, original_id: str,
     audit.append(session, principal, "record.amend", f"record:{original_id}",
                  outcome="refused", client=client, clock=clock,
                  detail={"reason": "the file is already archived", "existing": existing_id})
+
+
+def redact_events(session: Session, principal: Principal, events: list[Event]) -> list[Event]:
+    """``events`` with each amendment event naming a record the principal may not see
+    told as "a record you may not see" (no id, no reason). Such events are detached
+    from the session first, so the stored rows never change."""
+    out = []
+    for event in events:
+        data = event.data or {}
+        if event.event_type == "amendment" and data.get("kind") in KINDS:
+            on_original = event.record_id == data.get("original")
+            other_id = data.get("successor") if on_original else data.get("original")
+            other = session.get(Record, other_id) if other_id else None
+            if other is None or not policy.decide(principal, policy.VIEW,
+                                                  policy.facts_of(other)).allowed:
+                kind = data["kind"]
+                session.expunge(event)
+                event.detail = (f"{_DONE_BY[kind] if on_original else _DOES[kind]} "
+                                "a record you may not see")
+                event.data = {"kind": kind}
+        out.append(event)
+    return out
 
 
 @dataclass(frozen=True)

@@ -482,8 +482,9 @@ def authority_to_dict(row: SigningAuthority) -> dict:
 def _pair(session: Session, person: str, organisation: str) -> tuple[Agent, Agent]:
     """Both agents, the person's row locked: grants and ends for one person queue
     (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already serialises writers)."""
+    # of=Agent: the joined parent (an outer join) cannot be locked on PostgreSQL.
     person_row = session.scalar(select(Agent).where(Agent.identifier == (person or "").strip())
-                                .with_for_update())
+                                .with_for_update(of=Agent))
     if person_row is None:
         raise NotFound(f"no agent with identifier {person!r}")
     org_row = find_agent(session, (organisation or "").strip())

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from archive import audit, policy
-from archive.amendments import LinkView, link_views
+from archive.amendments import LinkView, link_views, redact_events
 from archive.audit import entry_to_dict
 from archive.clock import Clock
 from archive.drafts import change_to_dict
@@ -71,8 +71,9 @@ def full_history(session: Session, principal: Principal, record_id: str, *,
                                     "client": client}
         raise exc
     policy.require(principal, policy.HISTORY, policy.facts_of(record), client=client)
-    events = list(session.scalars(select(Event).where(Event.record_id == record_id)
-                                  .order_by(Event.occurred_at, _STEP_ORDER, Event.id)))
+    events = redact_events(session, principal, list(session.scalars(
+        select(Event).where(Event.record_id == record_id)
+        .order_by(Event.occurred_at, _STEP_ORDER, Event.id))))
     draft = session.scalar(select(Draft).where(Draft.record_id == record_id)
                            .options(selectinload(Draft.changes)))
     seals = list(session.scalars(select(Seal).join(SealRecord, SealRecord.seal_id == Seal.id)

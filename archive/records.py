@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from archive import audit, policy
 from archive.clock import Clock
 from archive.encryption import associated_data, open_decrypting
-from archive.errors import InputError, IntegrityError, NotFound
+from archive.errors import AccessDenied, InputError, IntegrityError, NotFound
 from archive.fixity import VerifyingReader
 from archive.keystore import KeyVault
 from archive.models import Agent, Event, PackageVersion, Record, StoredFile
@@ -129,6 +129,9 @@ def record_history(session: Session, principal: Principal, record_id: str, *,
     policy.require(principal, policy.HISTORY, policy.facts_of(record), client=client)
     events = list(session.scalars(select(Event).where(Event.record_id == record_id)
                                   .order_by(Event.occurred_at, _STEP_ORDER, Event.id)))
+    from archive.amendments import redact_events  # R-AMEND-1: hidden successors stay hidden
+
+    events = redact_events(session, principal, events)
     audit.append(session, principal, "record.history", f"record:{record_id}", client=client,
                  detail={"events": len(events)}, clock=clock)
     return events
@@ -212,7 +215,13 @@ def signature_report(session: Session, store: ObjectStore, principal: Principal,
     import json
 
     record = _find(session, principal, record_id, "record.signatures", client)
-    policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
+    facts = policy.facts_of(record)
+    policy.require(principal, policy.VIEW, facts, client=client)
+    # R-SEAL-2: the report is read from the sealed package: the decision's readers only.
+    if facts.seal is not None and not policy.decide(principal, policy.HISTORY, facts):
+        raise AccessDenied(str(principal), "record.signatures", f"record:{record_id}",
+                           f"the record is sealed under decision {facts.seal.reference}",
+                           client=client)
     version = record.versions[-1]
     stored = next((f for f in version.files if f.path == SIGNATURE_REPORT_PATH), None)
     audit.append(session, principal, "record.signatures", f"record:{record_id}",
@@ -262,7 +271,14 @@ def record_to_dict(record: Record, *, detail: bool = False) -> dict:
         "created_at": record.created_at.isoformat(),
     }
     if detail:
+        seal = record.active_seal  # R-SEAL-3: the record shows as sealed
         data.update({
+            "sealed": seal is not None,
+            "seal": None if seal is None else {
+                "id": seal.id, "reference": seal.reference,
+                "date": seal.decision_date.isoformat(),
+                "authority": seal.authority.identifier if seal.authority else None,
+                "scope": seal.scope, "sealed_at": seal.sealed_at.isoformat()},
             "signer": record.signer,
             "retention_rule": record.retention_rule,
             "retention_until": record.retention_until.isoformat()
