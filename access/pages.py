@@ -46,6 +46,7 @@ def _page_context():
         for endpoint, action, text in (
                 ("web.records", policy.SEARCH, _l("Search")),
                 ("web.ingest", policy.INGEST, _l("Submit a document")),
+                ("web.digitise", policy.INGEST, _l("Digitise paper")),
                 ("web.my_access", policy.ACCOUNT, _l("My access history")),
                 ("web.notifications", policy.ACCOUNT, _l("Notifications")),
                 ("web.audit", policy.AUDIT_READ, _l("Audit log"))):
@@ -98,7 +99,7 @@ def record_badges(record) -> list[tuple[str, str]]:
     if record.classification != "normal":
         out.append((f"badge-{record.classification}",
                     labels.label(labels.CLASSIFICATIONS, record.classification)))
-    if getattr(record, "seal", None) is not None:  # sealing arrives with #5 (R-SEAL-2)
+    if record.active_seal is not None:  # R-SEAL-3: the system marks sealed documents
         out.append(("badge-sealed", labels.label(labels.STATUSES, "sealed")))
     if record.status != "active":
         out.append((f"badge-{record.status}", labels.label(labels.STATUSES, record.status)))
@@ -164,8 +165,11 @@ def record(record_id: str):
                                                          EVENT_ORDER.get(e.event_type, 99)))]
         panels = [(p.template, ctx) for p in lifecycle.panels()
                   if (ctx := p.context(db, inst, principal, found)) is not None]
-        report = None
-        if found.status != "destroyed":  # the AIP of a destroyed record is gone (#6)
+        report = report_denied = None
+        if facts.seal is not None and not history:  # R-SEAL-2: read from the sealed AIP
+            report_denied = labels.explain_reason(
+                f"the record is sealed under decision {facts.seal.reference}")
+        elif found.status != "destroyed":  # the AIP of a destroyed record is gone (#6)
             report = signature_report(db, inst.store, principal, rid,
                                       client=client_address(), clock=inst.clock)
     settings = inst.settings
@@ -173,6 +177,7 @@ def record(record_id: str):
     retention = settings.retention.get(data["retention_rule"])
     return render_template(
         "record.html", r=data, status_badges=badges, events=events, report=report,
+        report_denied=report_denied,
         panels=panels,
         history_denied=None if history else labels.explain_reason(history.reason),
         download_denied=None if download else labels.explain_reason(download.reason),

@@ -125,7 +125,9 @@ def page_image(path: Path, fmt: str, text: int, size=(620, 877)) -> Path:
     for i in range(text % 7 + 3):
         draw.rectangle((40, 60 + 40 * i, 40 + 60 * (i + text % 5 + 1), 80 + 40 * i),
                        fill="black")
-    image.save(path, fmt, dpi=(150, 150))
+    # Lossless either way; LZW keeps a TIFF page small.
+    image.save(path, fmt, dpi=(150, 150), **({"compression": "tiff_lzw"} if fmt == "TIFF"
+                                             else {}))
     return path
 
 
@@ -490,6 +492,96 @@ def test_signing_with_a_pkcs11_token(request, tmp_path, pki, monkeypatch):
         env.service().digitise(scan_pages(tmp_path / "scan2", (("PNG", 3),)),
                                metadata(page_count=1, issuing_org=ORG2), "form",
                                paper_reference="HSM-2")
+
+
+# ---- the API and the web pages -------------------------------------------------------------
+
+API = "/api/v1"
+
+
+def _post_scan(client, files: list[Path], meta, *, headers=None, **fields):
+    data = {"files": [(io.BytesIO(f.read_bytes()), f.name) for f in files],
+            "metadata": meta if isinstance(meta, str) else json.dumps(meta), **fields}
+    return client.post(f"{API}/digitisations", data=data, headers=headers or {},
+                       content_type="multipart/form-data")
+
+
+def test_api_digitisation_and_the_record_page(dig_env):
+    web = dig_env.web
+    pages = [s.path for s in scan_pages(dig_env.aenv.tmp_path / "api",
+                                        (("PNG", 1), ("TIFF", 2)))]
+    client = web.login("clerk")
+    csrf = {"X-CSRFToken": web.csrf(client)}
+    created = _post_scan(client, pages, metadata(page_count=2), headers=csrf,
+                         paper_ref="SỔ-ĐẾN-1998/0600", holder="Kho 1", qr="true")
+    assert created.status_code == 201, created.data
+    body = created.get_json()
+    assert body["status"] == "archived" and body["pages"] == 2
+    assert [s["name"] for s in body["sources"]] == ["trang-1.png", "trang-2.tiff"]
+    assert body["signatures"]["verdict"] == "valid" and body["qr_url"]
+    rid = body["record_id"]
+    assert hashlib.sha256(client.get(f"{API}/records/{rid}/original").data).hexdigest() == \
+        body["signed_sha256"]
+
+    page = client.get(f"/records/{rid}").get_data(as_text=True)
+    assert 'id="digitisation"' in page and "SỔ-ĐẾN-1998/0600" in page
+    assert 'id="paper-status"' in page and "Kho 1" in page
+
+    # Bad input is a problem document naming the sender's file, not a server path.
+    broken = dig_env.aenv.tmp_path / "api" / "hong.png"
+    broken.write_bytes(pages[0].read_bytes()[:100])
+    bad = _post_scan(client, [broken], metadata(page_count=1), headers=csrf,
+                     paper_ref="HS-X")
+    assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
+    assert "hong.png: the image is corrupt" in bad.get_json()["detail"]
+    assert str(dig_env.instance.settings.staging_dir) not in bad.get_json()["detail"]
+    assert _post_scan(client, pages, "{no", headers=csrf, paper_ref="HS-X").status_code == 400
+    assert _post_scan(client, pages, metadata(), headers=csrf).status_code == 400
+
+
+def test_api_refuses_tokens_and_password_only_sessions(local_dig):
+    web = local_dig.web
+    page = scan_pages(local_dig.aenv.tmp_path / "api", (("PNG", 1),))[0].path
+    token = web.token(["records:ingest", "records:read"])
+    by_token = _post_scan(web.client(), [page], metadata(page_count=1), paper_ref="HS-T",
+                          headers={"Authorization": f"Bearer {token}"})
+    assert by_token.status_code == 403
+    assert "not with an API token" in by_token.get_json()["detail"]
+
+    web.enrol("clerk")
+    weak = web.login("clerk", browse_only=True)
+    refused = _post_scan(weak, [page], metadata(page_count=1), paper_ref="HS-T",
+                         headers={"X-CSRFToken": web.csrf(weak)})
+    assert refused.status_code == 403 and "password-only" in refused.get_json()["detail"]
+    assert weak.get("/digitise").status_code == 403
+    denied = [(e.actor, e.action) for e in local_dig.audit("record.ingest")
+              if e.outcome == "denied"]
+    assert ("user:clerk", "record.ingest") in denied
+    assert any(a.startswith("token:") for a, _ in denied)
+    assert _counts(local_dig) == (0, 0)
+
+
+def test_web_form_digitises_a_scan(local_dig):
+    from tests.accounts import csrf_of
+
+    web = local_dig.web
+    client = web.login("clerk")
+    form = client.get("/digitise")
+    assert form.status_code == 200 and b'id="digitise-form"' in form.data
+    page = scan_pages(local_dig.aenv.tmp_path / "web", (("PNG", 5),))[0].path
+    meta = metadata(page_count=1)
+    sent = client.post("/digitise", data={
+        "csrf_token": csrf_of(form.data), "files": [(io.BytesIO(page.read_bytes()),
+                                                     page.name)],
+        "paper_ref": "SỔ-ĐẾN-1998/0700", "holder": "Kho 3", **{
+            k: str(v) for k, v in meta.items()}}, content_type="multipart/form-data")
+    assert sent.status_code == 200, sent.data
+    assert b'id="digitise-result"' in sent.data and "SỔ-ĐẾN-1998/0700".encode() in sent.data
+    missing = client.post("/digitise", data={"csrf_token": csrf_of(form.data),
+                                             "paper_ref": "X", **{k: str(v) for k, v
+                                                                  in meta.items()}},
+                          content_type="multipart/form-data")
+    assert missing.status_code == 400 and b'id="digitise-error"' in missing.data
 
 
 # ---- the CLI ------------------------------------------------------------------------------
