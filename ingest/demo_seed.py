@@ -57,6 +57,7 @@ def seed_demo(instance, *, pki_port: int = 0, principal: Principal | None = None
                           "ocsp_url": pki.ocsp_url}
         summary["agents"] = register_demo_agents(instance.catalog, demo, principal, pki)
         summary["users"] = register_demo_users(instance.catalog, demo, principal)
+        summary["organisation_keys"] = write_demo_org_keys(demo, pki)
         paths = write_signed_samples(settings.data_dir / SAMPLES_DIR, pki,
                                      datetime.now(UTC).date(), demo.document_types)
         summary["records"] = ingest_samples(instance, demo, principal, paths)
@@ -157,6 +158,36 @@ def register_demo_agents(catalog, settings: Settings, principal: Principal, pki)
                                         basis="Quyết định bổ nhiệm (DEMO)")
                 done["authorities"].append(f"{person.identifier}@{org}")
     return done
+
+
+def write_demo_org_keys(settings: Settings, pki) -> list[str]:
+    """The DEMO agencies' signing keys where digitisation looks for them (R-CONV-1,
+    docs/digitisation.md): ``<key_dir>/<identifier>.key.pem`` (0600), ``.cert.pem`` and
+    ``.chain.pem``, from the DEMO PKI generated at first run (never committed). Kept
+    when present."""
+    from ingest.organisation_keys import key_dir
+
+    folder = key_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    (folder / "DEMO-KEYS.txt").write_text(
+        "DEMO keys of the DEMO PKI (docs/demo.md): never use them for real documents.\n",
+        encoding="utf-8")
+    written = []
+    for holder in pki.holders.values():
+        if holder.kind != "org" or holder.case != "good":
+            continue
+        key = folder / f"{holder.identifier}.key.pem"
+        if key.exists():
+            continue
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pki.key_pem(holder.label))
+        (folder / f"{holder.identifier}.cert.pem").write_bytes(pki.cert_pem(holder.label))
+        (folder / f"{holder.identifier}.chain.pem").write_bytes(
+            b"".join(pki.cert_pem(c) for c in ("interm", "root")))
+        written.append(str(key))
+    return written
 
 
 # ---- samples ----------------------------------------------------------------------------

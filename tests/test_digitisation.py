@@ -646,3 +646,51 @@ def test_cli_refusals_and_exit_codes(local_dig):
                                        "--code", "000000")
     assert wrong_code.exit_code == 3 and "one-time code was not accepted" in wrong_code.stderr
     assert _counts(local_dig) == (0, 0)
+
+
+# ---- the DEMO archive -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_demo_clerk_digitises_with_the_demo_organisation_keys(tmp_path):
+    """`make run`: the DEMO agencies' keys are written at first run (0600, DEMO-marked),
+    so the DEMO clerk can digitise (docs/demo.md)."""
+    import os
+    import stat
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from ingest.demo_pki.server import served
+
+    data = tmp_path / "var"
+    env = {k: None for k in os.environ if k.startswith("ARCHIVE_")}
+    env["ARCHIVE_ARCHIVE__DATA_DIR"] = str(data)
+
+    def run(*args, config=None):
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False,
+                                  env={**env, "ARCHIVE_CONFIG": str(config) if config
+                                       else None})
+
+    assert run("init", "--if-needed").exit_code == 0
+    seeded = run("demo", "seed", "--if-empty", "--json")
+    assert seeded.exit_code == 0, seeded.output
+    summary = json.loads(seeded.stdout)
+    config = Path(summary["config"])
+    keys = data / "keys" / "organisations"
+    assert sorted(Path(k).name for k in summary["organisation_keys"]) == [
+        f"{ORG}.key.pem", f"{ORG2}.key.pem"]
+    for key in keys.glob("*.key.pem"):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "DEMO" in (keys / "DEMO-KEYS.txt").read_text(encoding="utf-8")
+
+    page = page_image(tmp_path / "trang-1.png", "PNG", 1)
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps(metadata(page_count=1)), encoding="utf-8")
+    code = json.loads(run("demo", "code", "vanthu", "--json", config=config).stdout)["code"]
+    with served(data / "demo-pki"):  # the DEMO OCSP, CRLs and TSA, as `make run` serves
+        done = run("digitize", str(page), "--metadata", str(meta), "--paper-ref",
+                   "DEMO-SỔ-1", "--as", "vanthu", "--code", code, "--json", config=config)
+    assert done.exit_code == 0, done.output
+    result = json.loads(done.stdout)
+    assert result["status"] == "archived" and result["organisation"] == ORG
+    assert result["signatures"]["verdict"] == "valid"
