@@ -45,6 +45,7 @@ STATUSES = (PENDING, SENT, FAILED, RECORDED)
 class NotificationFilter:
     status: str | None = None
     recipient: str | None = None
+    related: str | None = None  # e.g. record:<id>, submission:<id>
     limit: int = 50
     offset: int = 0
 
@@ -82,6 +83,8 @@ def list_notifications(session: Session, principal: Principal,
         condition.append(Notification.recipient == flt.recipient)
     if flt.status is not None:
         condition.append(Notification.status == flt.status)
+    if flt.related is not None:
+        condition.append(Notification.related == flt.related)
     total = session.scalar(select(func.count()).select_from(Notification).where(*condition))
     rows = list(session.scalars(
         select(Notification).where(*condition)
@@ -90,6 +93,7 @@ def list_notifications(session: Session, principal: Principal,
     audit.append(session, principal, "notifications.list", "notifications", client=client,
                  clock=clock, detail={"scope": "all" if everything else "own",
                                       "status": flt.status, "recipient": flt.recipient,
+                                      "related": flt.related,
                                       "total": total, "returned": len(rows)})
     return total or 0, rows
 

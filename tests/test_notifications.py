@@ -658,3 +658,25 @@ def test_web_page_lists_the_callers_notifications(web):
     everything = web.login("kiem").get("/notifications").get_data(as_text=True)
     assert all(f"Thông báo cho {r}" in everything for r in (ORG, ORG2, "user:binh"))
     assert web.client().get("/notifications").status_code == 302  # the login wall
+
+
+def test_record_page_shows_who_was_notified(web):
+    from tests.test_api import ingest
+
+    record_id, _ = ingest(web.aenv, "qd")
+    other_id, _ = ingest(web.aenv, "cv", text="other")
+    notify(web.aenv, ORG, subject="Hủy hiệu lực văn bản số 12-QĐ/TU",
+           related=f"record:{record_id}")
+    notify(web.aenv, ORG2, subject="Gửi cơ quan khác", related=f"record:{record_id}")
+    web.add_user("an", "clerk")
+    web.add_user("kiem", "auditor")
+    clerk = web.login("an")
+    html = clerk.get(f"/records/{record_id}").get_data(as_text=True)
+    assert 'id="record-notifications"' in html
+    assert "Hủy hiệu lực văn bản số 12-QĐ/TU" in html and "Gửi cơ quan khác" not in html
+    assert 'id="record-notifications"' not in clerk.get(f"/records/{other_id}").get_data(
+        as_text=True)
+    everything = web.login("kiem").get(f"/records/{record_id}").get_data(as_text=True)
+    assert "Gửi cơ quan khác" in everything
+    related = [e.detail.get("related") for e in audit_of(web.aenv, "notifications.list")]
+    assert f"record:{record_id}" in related

@@ -13,6 +13,7 @@ from flask import jsonify, render_template, request
 from access import auth
 from access.api import _choice, _int, _page, _require_login, _text, api
 from access.auth import client_address
+from access.lifecycle import Panel
 from access.web import web
 from archive import policy
 from archive.notifications import STATUSES, NotificationFilter
@@ -179,4 +180,24 @@ OPENAPI_SCHEMAS: dict = {
                                "error": _NULL_STR}}}}},
 }
 
-PANEL = None
+
+
+def _panel(db, inst, principal, record) -> dict | None:
+    """The notifications about this record the caller may see (revocations), when any;
+    part of the record's history, so only for those who may read its history."""
+    from archive.notifications import list_notifications as listing
+    from archive.notifications import sees_all
+
+    if not policy.decide(principal, policy.HISTORY, policy.facts_of(record)):
+        return None
+    if not sees_all(principal) and not policy.decide(principal, policy.ACCOUNT):
+        return None
+    total, rows = listing(db, principal, NotificationFilter(related=f"record:{record.id}",
+                                                            limit=20),
+                          client=client_address(), clock=inst.clock)
+    if not total:
+        return None
+    return {"notes": [_item(n) for n in rows], "total": total}
+
+
+PANEL = Panel(template="lifecycle/notifications.html", context=_panel, order=90)
