@@ -46,6 +46,7 @@ def _page_context():
         for endpoint, action, text in (
                 ("web.records", policy.SEARCH, _l("Search")),
                 ("web.ingest", policy.INGEST, _l("Submit a document")),
+                ("web.drafts_page", policy.INGEST, _l("Drafts")),
                 ("web.digitise", policy.INGEST, _l("Digitise paper")),
                 ("web.my_access", policy.ACCOUNT, _l("My access history")),
                 ("web.notifications", policy.ACCOUNT, _l("Notifications")),
