@@ -38,8 +38,7 @@ def clean_text(value: str | None, name: str, limit: int, *, required: bool = Fal
     characters (they would make the register unreadable)."""
     text = (value or "").strip()
     if required and not text:
-        raise InputError(f"{name}: required (where the paper original is registered "
-                         "and kept)" if name == "paper reference" else f"{name}: required")
+        raise InputError(f"{name}: required")
     if len(text) > limit:
         raise InputError(f"{name}: at most {limit} characters")
     if any(ord(c) < 32 and c not in "\n\t" for c in text):
@@ -48,7 +47,8 @@ def clean_text(value: str | None, name: str, limit: int, *, required: bool = Fal
 
 
 def check_reference(reference: str | None) -> str:
-    text = clean_text(reference, "paper reference", REFERENCE_MAX, required=True)
+    text = clean_text(reference, "paper reference (where the paper original is registered "
+                      "and kept)", REFERENCE_MAX, required=True)
     if "\n" in text or "\t" in text:
         raise InputError("paper reference: one line of text")
     return text
