@@ -112,15 +112,21 @@ def _locked_record(session: Session, record_id: str) -> Record:
     return record
 
 
+def _not_found(principal: Principal, record_id: str, action: str, client: str) -> NotFound:
+    """NotFound for ``record_id``, its attempt audited after the rollback (R-AUDIT-1)."""
+    exc = NotFound(f"no record with id {record_id!r}")
+    exc.audit_after_rollback = {"principal": principal, "action": action,
+                                "target": f"record:{record_id}", "outcome": "not_found",
+                                "client": client}
+    return exc
+
+
 def _found_or_audited(session: Session, principal: Principal, record_id: str, action: str,
                       client: str) -> Record:
     try:
         return _locked_record(session, record_id)
-    except NotFound as exc:
-        exc.audit_after_rollback = {"principal": principal, "action": action,
-                                    "target": f"record:{record_id}", "outcome": "not_found",
-                                    "client": client}
-        raise
+    except NotFound:
+        raise _not_found(principal, record_id, action, client) from None
 
 
 def revocations_of(session: Session, principal: Principal, record_id: str, *,
@@ -129,11 +135,7 @@ def revocations_of(session: Session, principal: Principal, record_id: str, *,
     record = session.scalar(select(Record).where(Record.id == record_id)
                             .options(selectinload(Record.issuing_org)))
     if record is None:
-        exc = NotFound(f"no record with id {record_id!r}")
-        exc.audit_after_rollback = {"principal": principal, "action": "record.revocations",
-                                    "target": f"record:{record_id}", "outcome": "not_found",
-                                    "client": client}
-        raise exc
+        raise _not_found(principal, record_id, "record.revocations", client)
     policy.require(principal, policy.VIEW, policy.facts_of(record), client=client)
     rows = decisions(session, record_id)
     audit.append(session, principal, "record.revocations", f"record:{record_id}",

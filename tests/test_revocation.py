@@ -23,6 +23,7 @@ from archive.models import (
     Notification,
     PaperOriginal,
     Record,
+    Rendition,
     Revocation,
     Seal,
     SealRecord,
@@ -166,6 +167,31 @@ def test_an_approver_with_a_one_time_code_revokes(web):
     assert listed["status"] == "revoked" and [d["id"] for d in listed["revocations"]] == [row.id]
 
 
+def test_renditions_become_invalid_at_the_same_instant(web):
+    """R-REVOKE-1, R-CONV-2: a rendition's verification reads the record's status."""
+    from archive.renditions import verification
+    from archive.revocation import revoke
+
+    rid, _ = ingest(web.aenv, "qd", **CORPUS["qd"])
+    rendition = str(uuid.uuid4())
+    with web.db() as db:
+        db.add(Rendition(id=rendition, record_id=rid, created_at=datetime.now(UTC),
+                         created_by="user:vanthu", converter="Văn thư", sha256="0" * 64,
+                         size=1, page_count=1, verify_url=f"http://x/verify/{rendition}"))
+    with web.db() as db:
+        assert verification(db, rendition)["status"] == "valid"
+    web.add_user("duyet", "approver")
+    approver = _principal(web, "duyet")
+    with web.db() as db:
+        decided = revoke(db, approver, rid, **DECISION).revocation.decided_at
+    with web.db() as db:
+        checked = verification(db, rendition)
+    assert checked["status"] == "revoked"
+    assert datetime.fromisoformat(checked["revoked_at"]) == decided
+    [event] = _rows(web, Event, Event.record_id == rid, Event.event_type == "revocation")
+    assert event.data["renditions"] == [rendition]
+
+
 def test_a_classified_record_notification_has_no_summary(web):
     rid, _ = ingest(web.aenv, "bc", text="NOI DUNG MAT", recipients=[ORG2], **CORPUS["bc"])
     web.add_user("duyet", "approver", "mat")
@@ -246,8 +272,14 @@ def test_bad_input_names_every_missing_field(web):
     assert "legal_basis: required" in detail
     assert "unknown field" in problem(_post(client, f"{API}/records/{rid}/revocation",
                                             {**DECISION, "status": "x"}), 400)["detail"]
-    assert problem(_post(client, f"{API}/records/{uuid.uuid4()}/revocation", DECISION),
+    unknown = str(uuid.uuid4())
+    assert problem(_post(client, f"{API}/records/{unknown}/revocation", DECISION),
                    404)["title"] == "NotFound"
+    assert problem(client.get(f"{API}/records/{unknown}/revocations"), 404)
+    assert [e.outcome for e in _audit(web, "record.revoke", f"record:{unknown}")] == \
+        ["not_found"]
+    assert [e.outcome for e in _audit(web, "record.revocations", f"record:{unknown}")] == \
+        ["not_found"]
     assert _rows(web, Record, Record.id == rid)[0].status == "active"
 
 
