@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from archive import audit, policy
 from archive.clock import Clock, SystemClock
-from archive.errors import InputError, NotFound, ObjectExists, Refused
+from archive.errors import InputError, IntegrityError, NotFound, ObjectExists, Refused
 from archive.models import Agent, Event, Record, Rendition, Revocation
 from archive.principal import ANONYMOUS, Principal
 from archive.storage import ObjectStore
@@ -226,9 +226,23 @@ def produce_rendition(catalog, store: ObjectStore, settings, principal: Principa
                         rendition_id=rendition_id, verify_url=url)
         stored, reader = open_original(session, store, principal, record_id, client=client,
                                        clock=clock, vault=vault)
-    with reader:
-        original = _read_all(reader, record_id)
-    rendered = renderer.render(original, footer)
+    try:
+        with reader:
+            original = _read_all(reader, record_id)
+        rendered = renderer.render(original, footer)
+    except IntegrityError as exc:  # R-FIX-1: the stored original did not match its digests
+        from archive.records import report_retrieval_failure
+
+        with catalog.unit_of_work() as session:
+            report_retrieval_failure(session, principal, record_id, exc.message,
+                                     client=client, clock=clock)
+        raise
+    except UnrenderableOriginal as exc:
+        with catalog.unit_of_work() as session:
+            audit.append(session, principal, "record.render", f"record:{record_id}",
+                         outcome="failed", client=client, clock=clock,
+                         detail={"rendition_id": rendition_id, "reason": exc.reason})
+        raise
     with catalog.unit_of_work() as session:
         row = register_rendition(session, store, principal, record_id,
                                  rendition_id=rendition_id, pdf_bytes_or_stream=rendered.data,

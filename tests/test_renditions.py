@@ -560,3 +560,57 @@ def test_rendition_is_carried_in_the_record_history(local_web):
     assert form.status_code == 201 and form.data.startswith(b"%PDF-")
     assert form.headers["Content-Disposition"].startswith("attachment;")
 
+
+
+def test_a_damaged_original_stops_the_rendition_and_raises_an_alert(local_web):
+    """R-FIX-1: the original is checked while it is read for printing; a mismatch is a
+    failed fixity event and audit entry, and no rendition is stored or registered."""
+    from tests.test_api import _flip_original_byte
+
+    rid, _ = ingest_sample(local_web, "qd")
+    _flip_original_byte(local_web.aenv, rid)
+    local_web.add_user("van", "clerk")
+    answer = print_api(local_web, local_web.login("van"), rid)
+    assert answer.status_code == 500 and answer.mimetype == "application/problem+json"
+    with local_web.instance.catalog.unit_of_work(snapshot=True) as db:
+        alerts = list(db.scalars(select(Event).where(Event.record_id == rid,
+                                                     Event.event_type == "fixity check",
+                                                     Event.outcome == "failure")))
+        assert db.scalar(select(Rendition.id)) is None
+    assert [a.agent for a in alerts] == ["user:van"]
+    assert [e.actor for e in audit_rows(local_web, action="record.download",
+                                        outcome="failed")] == ["user:van"]
+    assert not list(local_web.instance.store.list("renditions/"))
+
+
+def test_an_unreadable_pdf_original_is_refused_and_audited(local_web):
+    rid, _ = ingest_sample(local_web, "broken")
+    # Replace the stored original by a damaged PDF with matching digests: the catalog is
+    # told the new digests, as if a broken PDF had been archived (ingest accepts any file
+    # identified as PDF when signature enforcement is off).
+    from archive.models import StoredFile
+
+    broken = pages_pdf(["one"])[:150]
+    with local_web.db() as db:
+        stored = db.scalar(select(StoredFile).where(StoredFile.role == "original"))
+        key = stored.package.storage_key
+        offset, size = stored.offset, stored.size
+    assert len(broken) <= size
+    from tests.test_fixity import _raw_rewrite, _read
+
+    data = bytearray(_read(local_web.aenv, key))
+    data[offset:offset + size] = broken + b" " * (size - len(broken))
+    _raw_rewrite(local_web.aenv, key, bytes(data))
+    padded = broken + b" " * (size - len(broken))
+    with local_web.db() as db:
+        stored = db.scalar(select(StoredFile).where(StoredFile.role == "original"))
+        stored.digests = {**stored.digests, "sha256": hashlib.sha256(padded).hexdigest()}
+    local_web.add_user("van", "clerk")
+    answer = print_api(local_web, local_web.login("van"), rid)
+    assert answer.status_code == 422, answer.data[:300]
+    assert "no paper rendition can be made" in answer.get_json()["detail"]
+    failed = audit_rows(local_web, action="record.render", outcome="failed")
+    assert [(e.actor, e.target) for e in failed] == [("user:van", f"record:{rid}")]
+    assert "not a readable PDF" in failed[0].detail["reason"]
+    with local_web.instance.catalog.unit_of_work(snapshot=True) as db:
+        assert db.scalar(select(Rendition.id)) is None
