@@ -292,3 +292,36 @@ def test_cli_amend_as_a_named_clerk(local_web, signed_pdfs, tmp_path):
     usage = web.aenv.invoke("amend", rid, str(pdf), "--kind", "sửa", "--reason", "x",
                             "--as", "van", "--code", "000000")
     assert usage.exit_code == 2
+
+
+def test_record_page_form(local_web, signed_pdfs):
+    from tests.accounts import csrf_of
+
+    web = local_web
+    rid = _original(web, signed_pdfs)
+    web.add_user("kiem", "auditor")
+    assert 'id="amend-form"' not in web.login("kiem").get(f"/records/{rid}").get_data(
+        as_text=True)
+    web.add_user("van", "clerk")
+    client = web.login("van")
+    page = client.get(f"/records/{rid}")
+    assert b'id="amend-form"' in page.data
+    fields = {"csrf_token": csrf_of(page.data), "kind": "withdrawal", "reason": "Thu hồi",
+              "number_symbol": "15-QĐ/TU", "date": "2025-04-02", "summary": "Thu hồi QĐ 12",
+              "page_count": "1"}
+    refused = client.post(f"/records/{rid}/amend", data={
+        **fields, "file": (io.BytesIO(signed_pdfs.signed("an", text="Chỉ cá nhân")
+                                      .read_bytes()), "thu-hoi.pdf")},
+        content_type="multipart/form-data")
+    assert refused.status_code == 422 and b'id="refusal"' in refused.data
+    assert _links(web) == 0
+    done = client.post(f"/records/{rid}/amend", data={
+        **fields, "file": (io.BytesIO(signed_pdfs.signed("an", "org_vptu", text="Thu hồi 15")
+                                      .read_bytes()), "thu-hoi.pdf")},
+        content_type="multipart/form-data")
+    assert done.status_code == 303, done.data
+    new = done.headers["Location"].rsplit("/", 1)[-1]
+    [link] = client.get(f"{API}/records/{new}/links").get_json()["links"]
+    assert link["kind"] == "withdrawal" and link["record_id"] == rid
+    shown = client.get(f"{API}/records/{new}").get_json()
+    assert shown["fonds"] == "PHONG-01" and shown["number_symbol"] == "15-QĐ/TU"
