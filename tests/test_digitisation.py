@@ -694,3 +694,22 @@ def test_a_demo_clerk_digitises_with_the_demo_organisation_keys(tmp_path):
     result = json.loads(done.stdout)
     assert result["status"] == "archived" and result["organisation"] == ORG
     assert result["signatures"]["verdict"] == "valid"
+
+
+def test_the_policy_override_is_an_explicit_subset_of_the_roles():
+    """The gate's override (digitised copies) replaces the type's roles, nothing else."""
+    from archive.settings import load_settings
+    from archive.signature_policy import SignedBy, evaluate_policy
+
+    settings = load_settings(environ={})
+    org_only = [SignedBy("organisation", ORG, (ORG,), True, "Sig org")]
+    assert not evaluate_policy("quyet-dinh", ORG, org_only, settings).ok
+    assert evaluate_policy("quyet-dinh", ORG, org_only, settings,
+                           required=("organisation",)).ok
+    other_org = [SignedBy("organisation", ORG2, (ORG2,), True, "Sig org2")]
+    assert not evaluate_policy("quyet-dinh", ORG, other_org, settings,
+                               required=("organisation",)).ok
+    unknown = evaluate_policy("khong-co", ORG, org_only, settings, required=("organisation",))
+    assert not unknown.ok and unknown.problems[0].code == "unknown_document_type"
+    with pytest.raises(ValueError):
+        evaluate_policy("quyet-dinh", ORG, org_only, settings, required=("seal",))
