@@ -317,6 +317,7 @@ def verify(store, row: Seal, records: list[Record], events: list[Event], *, publ
             progress(done, len(records))
     return {"seal_id": row.id, "reference": row.reference, "ok": not differences,
             "checks": checks, "records_checked": len(records),
+            "records": [r.id for r in records],
             "differences": [_diff_dict(d) for d in differences]}
 
 

@@ -71,7 +71,7 @@ def seal(record_ids, file_ref, reference, decision_date, authority, scope, reade
     from archive.keys import load_system_key
     from archive.sealing import seal as seal_records
     from archive.sealing import seal_to_dict
-    from ingest.seal_timestamps import SealTimestamps
+    from ingest.sealing import SealTimestamps
 
     if bool(record_ids) == bool(file_ref):
         raise InputError("give record ids or --file-ref, not both or neither")
@@ -114,7 +114,7 @@ def unseal(seal_id, lift_reference, acting_as, totp_code, as_json) -> None:
 
     from archive.keys import load_system_key
     from archive.sealing import unseal as lift
-    from ingest.seal_timestamps import SealTimestamps
+    from ingest.sealing import SealTimestamps, after_unseal
 
     instance = _instance()
     principal = acting_principal(instance, acting_as, totp_code)
@@ -137,10 +137,12 @@ def unseal(seal_id, lift_reference, acting_as, totp_code, as_json) -> None:
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)
+    report.update(after_unseal(instance.settings, instance.catalog, instance.store, report,
+                               clock=instance.clock, client="cli"))
     warning = instance.checkpoint_after_command()
     emit(report, as_json, _report)
-    if warning:
-        click.echo(f"warning: {warning}", err=True)
+    for text in [*report["warnings"], *([warning] if warning else [])]:
+        click.echo(f"warning: {text}", err=True)
     if not report["ok"]:
         sys.exit(EXIT_PROBLEM)
 

@@ -1,15 +1,20 @@
-"""RFC 3161 timestamps over seal manifests (R-SEAL-3, R-TS-1), for the surfaces.
+"""The parts of sealing (R-SEAL-1..3) that need the ingest side, for the surfaces.
 
-The core (:mod:`archive.sealing`) makes no HTTP calls: the CLI and the web app give it
-:meth:`SealTimestamps.stamp` (ask ``signatures.tsa_url`` for a token over the manifest
-bytes and verify it at once) and :meth:`SealTimestamps.check` (verify a stored token
-offline against ``signatures.trust_roots`` at unsealing).
+The core (:mod:`archive.sealing`) makes no HTTP calls and builds no packages: the CLI
+and the web app give it :meth:`SealTimestamps.stamp` (ask ``signatures.tsa_url`` for an
+RFC 3161 token over the manifest bytes and verify it at once, R-TS-1) and
+:meth:`SealTimestamps.check` (verify a stored token offline against
+``signatures.trust_roots`` at unsealing), and after an unsealing commits they call
+:func:`after_unseal`, which writes each record's next AIP version so the package itself
+carries the sealing and unsealing events (R-HIST-1).
 """
 
 from __future__ import annotations
 
 from asn1crypto import x509 as asn1_x509
 
+from archive.errors import ArchiveError
+from archive.principal import Principal
 from ingest.signatures import TrustConfig
 from ingest.timestamps import HttpTimestamper, verify_token
 
@@ -56,3 +61,26 @@ class SealTimestamps:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# Who repackages after an unsealing: the system (a preservation action), not the inspector.
+REPACKAGER = "sealing:repackage"
+
+
+def after_unseal(settings, catalog, store, report: dict, *, clock=None,
+                 client: str = "") -> dict:
+    """Each unsealed record's next AIP version (best effort: a failure, e.g. bytes that
+    changed while sealed, is a warning; the unsealing stands)."""
+    from ingest.versions import repackage
+
+    out: dict = {"versions": [], "warnings": []}
+    for record_id in report.get("records", ()):
+        try:
+            out["versions"].append(repackage(
+                settings, catalog, store, Principal.system(REPACKAGER), record_id,
+                reason=f"unsealing of seal {report['seal_id']} ({report['reference']})",
+                clock=clock, client=client).to_dict())
+        except ArchiveError as exc:
+            out["warnings"].append(f"record {record_id}: new AIP version not written "
+                                   f"({exc.message}); `archive records repackage` writes it")
+    return out

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import secrets
+import tarfile
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -200,6 +202,12 @@ def test_seal_writes_a_signed_manifest_and_unseal_finds_nothing_changed(sealing)
     assert event.outcome == "success" and "unchanged since sealing" in event.detail
     [lifted] = sealing.audit(action="record.unseal", outcome="ok")
     assert lifted.target == f"seal:{row.id}"
+    # The next AIP version carries the sealing and unsealing events in its PREMIS.
+    assert [v["version"] for v in report["versions"]] == [2] and report["warnings"] == []
+    with tarfile.open(fileobj=io.BytesIO(_read(aenv, f"aip/{sealed_id}/v0002.tar"))) as tar:
+        premis = next(tar.extractfile(m).read() for m in tar.getmembers()
+                      if m.name.endswith("preservation/premis.xml"))
+    assert b">sealing<" in premis and b">unsealing<" in premis
     # Lifted: the operator reads the record again.
     out = aenv.tmp_path / "sealed-again.pdf"
     assert aenv.invoke("records", "get", sealed_id, "-o", str(out)).exit_code == 0
@@ -261,6 +269,9 @@ def test_a_byte_changed_in_storage_while_sealed_is_reported_at_unseal(sealing):
     assert alerts and alerts[-1].data["alert"] is True and alerts[-1].data["seal_id"] == row.id
     [clean] = sealing.events(intact, "unsealing")
     assert clean.outcome == "success"
+    # The intact record gets its next AIP version; the damaged one cannot be copied.
+    assert [v["record_id"] for v in report["versions"]] == [intact]
+    assert len(report["warnings"]) == 1 and damaged in report["warnings"][0]
     [entry] = sealing.audit(action="record.unseal")
     assert entry.outcome == "failed" and entry.detail["differences"] == len(
         report["differences"])
@@ -381,7 +392,7 @@ def test_the_manifest_is_timestamped_by_the_tsa_and_checked_at_unseal(local_arch
         made = sealing.seal(rid)
         token = _read(aenv, f"seals/{made['id']}/manifest.tsr")
         data = _read(aenv, made["manifest_key"])
-        from ingest.seal_timestamps import SealTimestamps
+        from ingest.sealing import SealTimestamps
 
         with SealTimestamps(aenv.settings) as stamps:
             info = stamps.check(token, data)  # against the test PKI's roots, offline

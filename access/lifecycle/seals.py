@@ -5,7 +5,7 @@ authority's unseal form) and the seal pages with the lift report.
 Sealing and unsealing are a person's decisions: an inspector logged in with a one-time
 code or a certificate; API tokens have no scope for them (the policy refuses, 403).
 The manifest timestamp comes from ``signatures.tsa_url`` when set
-(:class:`ingest.seal_timestamps.SealTimestamps`).
+(:class:`ingest.sealing.SealTimestamps`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def do_seal(values: dict) -> dict:
     """Seal as the request's principal (one unit of work); the seal as a dict."""
     from archive.keys import load_system_key
     from archive.sealing import MAX_RECORDS, seal, seal_to_dict
-    from ingest.seal_timestamps import SealTimestamps
+    from ingest.sealing import SealTimestamps
 
     principal = _require_login()
     records = [record_id_param(r) for r in _strings(values.get("records"), "records",
@@ -84,7 +84,7 @@ def do_seal(values: dict) -> dict:
 def do_unseal(seal_id: str, lift_reference) -> dict:
     from archive.keys import load_system_key
     from archive.sealing import unseal
-    from ingest.seal_timestamps import SealTimestamps
+    from ingest.sealing import SealTimestamps, after_unseal
 
     principal = _require_login()
     if lift_reference is not None and not isinstance(lift_reference, str):
@@ -92,9 +92,13 @@ def do_unseal(seal_id: str, lift_reference) -> dict:
     inst = auth.instance()
     public = load_system_key(inst.settings.keys_dir).public_key()
     with SealTimestamps(inst.settings) as stamps, inst.catalog.unit_of_work() as db:
-        return unseal(db, inst.store, principal, seal_id, lift_reference=lift_reference or "",
-                      public_key=public, verify_timestamp=stamps.check,
-                      client=client_address(), clock=inst.clock)
+        report = unseal(db, inst.store, principal, seal_id,
+                        lift_reference=lift_reference or "", public_key=public,
+                        verify_timestamp=stamps.check, client=client_address(),
+                        clock=inst.clock)
+    report.update(after_unseal(inst.settings, inst.catalog, inst.store, report,
+                               clock=inst.clock, client=client_address()))
+    return report
 
 
 def _json_body(allowed: tuple[str, ...]) -> dict:
@@ -383,6 +387,11 @@ OPENAPI_SCHEMAS: dict = {
                 "type": "object", "required": ["code", "message"],
                 "properties": {"code": _STR, "message": _STR, "target": _STR,
                                "record_id": _STR_NULL, "path": _STR}}},
+            "records": {"type": "array", "items": _STR},
             "lift_reference": _STR, "lifted_at": _STR, "lifted_by": _STR,
-            "holds_released": {"type": "array", "items": _STR}}},
+            "holds_released": {"type": "array", "items": _STR},
+            "versions": {"type": "array", "items": {"type": "object"},
+                         "description": "Each record's next AIP version, carrying the "
+                                        "sealing and unsealing events"},
+            "warnings": {"type": "array", "items": _STR}}},
 }
