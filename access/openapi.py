@@ -245,8 +245,13 @@ def _schemas() -> dict:
                              "classification": {"enum": ["normal", "mat", "toi-mat"]},
                              "status": _STR, "created_at": _STR}}
     detail = {"allOf": [record, {"type": "object", "required": ["versions"],
-                                 "properties": {"versions": {"type": "array"},
-                                                "fingerprint_sha256": _STR}}]}
+                                 "properties": {
+                                     "versions": {"type": "array"},
+                                     "fingerprint_sha256": _STR,
+                                     "sealed": {"type": "boolean"},
+                                     "seal": {"type": ["object", "null"]},
+                                     "origin": {"enum": ["born-digital", "digitised"]},
+                                     "paper_original": {"type": ["object", "null"]}}}]}
     audit_entry = {"type": "object",
                    "required": ["seq", "occurred_at", "actor", "action", "target", "outcome"],
                    "properties": {"seq": _INT, "occurred_at": _STR, "actor": _STR,

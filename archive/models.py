@@ -133,6 +133,7 @@ class Record(Base):
     # Every seal ever put on the record (R-SEAL-1); at most one is active at a time.
     seals: Mapped[list[Seal]] = relationship(secondary="seal_records", viewonly=True,
                                              order_by="Seal.sealed_at")
+    paper_original: Mapped[PaperOriginal | None] = relationship(lazy="selectin")
 
     @property
     def active_seal(self) -> Seal | None:

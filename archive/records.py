@@ -279,6 +279,10 @@ def record_to_dict(record: Record, *, detail: bool = False) -> dict:
                 "date": seal.decision_date.isoformat(),
                 "authority": seal.authority.identifier if seal.authority else None,
                 "scope": seal.scope, "sealed_at": seal.sealed_at.isoformat()},
+            "origin": record.origin,  # R-CONV-1: born-digital | digitised
+            "paper_original": None if record.paper_original is None else {
+                "reference": record.paper_original.reference,
+                "status": record.paper_original.status},
             "signer": record.signer,
             "retention_rule": record.retention_rule,
             "retention_until": record.retention_until.isoformat()

@@ -523,6 +523,10 @@ def test_api_digitisation_and_the_record_page(dig_env):
     assert hashlib.sha256(client.get(f"{API}/records/{rid}/original").data).hexdigest() == \
         body["signed_sha256"]
 
+    detail = client.get(f"{API}/records/{rid}").get_json()
+    assert detail["origin"] == "digitised"
+    assert detail["paper_original"] == {"reference": "SỔ-ĐẾN-1998/0600", "status": "active"}
+
     page = client.get(f"/records/{rid}").get_data(as_text=True)
     assert 'id="digitisation"' in page and "SỔ-ĐẾN-1998/0600" in page
     assert 'id="paper-status"' in page and "Kho 1" in page
