@@ -224,7 +224,9 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_audit_log_actor_time", "actor", "occurred_at"),)
+    __table_args__ = (Index("ix_audit_log_actor_time", "actor", "occurred_at"),
+                      # a record's accesses in its history (R-HIST-1)
+                      Index("ix_audit_log_target_seq", "target", "seq"))
 
 
 class AuditHead(Base):
