@@ -1,6 +1,7 @@
 """The storage sweeper: finds what a crashed ingest left behind (write then register).
 
-Ingest writes the AIP to the store before the catalog row commits. A crash between
+Ingest writes the AIP to the store before the catalog row commits (and so do the next
+AIP versions, paper renditions and seal manifests of the record lifecycle). A crash between
 the two leaves an object no catalog row points at. Such an orphan was never
 acknowledged as archived (the ingest did not report success), so the sweeper
 removes it once it is older than a grace period (so it never races an ingest in
@@ -22,12 +23,14 @@ from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
 from archive.errors import ArchiveError, Refused
-from archive.models import PackageVersion
+from archive.models import PackageVersion, Rendition, Seal
 from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
 
 AIP_PREFIX = "aip/"
+# Prefixes of objects written before their catalog row (storage first, catalog second).
+SWEPT_PREFIXES = (AIP_PREFIX, "renditions/", "seals/")
 
 
 @dataclass
@@ -58,16 +61,16 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
 
     # Listing first, catalog second: an object registered after our catalog read
     # must already be in the listing, and is then excluded by the grace period.
-    listed = list(store.list(AIP_PREFIX))
+    listed = [info for prefix in SWEPT_PREFIXES for info in store.list(prefix)]
     with catalog.unit_of_work(snapshot=True) as session:
-        registered = set(session.scalars(select(PackageVersion.storage_key)))
+        registered = _registered(session)
     report.objects_seen = len(listed)
     listed_keys = {info.key for info in listed}
     report.missing = sorted(k for k in registered if k.startswith(AIP_PREFIX)
                             and k not in listed_keys)
 
     for info in listed:
-        if info.key in registered:
+        if _is_registered(info.key, registered):
             continue
         modified = info.modified if info.modified.tzinfo else info.modified.replace(tzinfo=UTC)
         if modified > cutoff:
@@ -78,8 +81,7 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
             continue
         # Re-check just before deleting: a slow ingest may have registered it.
         with catalog.unit_of_work(snapshot=True) as session:
-            if session.scalar(select(PackageVersion.id)
-                              .where(PackageVersion.storage_key == info.key)):
+            if _is_registered(info.key, _registered(session)):
                 continue
         try:
             store.delete(info.key)
@@ -105,6 +107,20 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
                              "incomplete_removed": report.incomplete_removed,
                              "staging_removed": report.staging_removed}, clock=clock)
     return report
+
+
+def _registered(session) -> set[str]:
+    """Every storage key (and seal folder) a catalog row points at."""
+    keys = set(session.scalars(select(PackageVersion.storage_key)))
+    keys.update(k for k in session.scalars(select(Rendition.storage_key)) if k)
+    keys.update(f"seals/{seal_id}/" for seal_id in session.scalars(select(Seal.id)))
+    return keys
+
+
+def _is_registered(key: str, registered: set[str]) -> bool:
+    if key.startswith("seals/"):  # manifest.json, .sig and .tsr of one seal
+        return key[:key.find("/", len("seals/")) + 1] in registered
+    return key in registered
 
 
 def _clean_staging(settings: Settings, grace_seconds: int) -> int:
