@@ -55,6 +55,8 @@ EVENT_TYPES = {
     "repackaging": _l("New archival package version"),
     "amendment": _l("Correction, replacement or withdrawal"),
     "creation": _l("Prepared as a draft"),
+    "digitization": _l("Digitised from a paper original"),
+    "rendition": _l("Paper rendition made"),
 }
 ACTIONS = {
     "records.search": _l("Search records"),
@@ -87,6 +89,16 @@ ACTIONS = {
     "record.revocations": _l("View validity decisions"),
     "record.repackage": _l("Write a new archival package version"),
     "paper.revoke": _l("Revoke a paper original and its digitised copies"),
+    "paper.register": _l("Register a paper original"),
+    "paper.view": _l("View a paper original"),
+    "paper.list": _l("List paper originals"),
+    "record.digitise": _l("Digitise a paper document"),
+    "record.render": _l("Print a paper rendition"),
+    "record.renditions": _l("View the paper renditions of a record"),
+    "rendition.verify": _l("Verify a paper rendition"),
+    "notifications.list": _l("View notifications"),
+    "notification.retry": _l("Send a notification again"),
+    "record.revalidate": _l("Check the signatures again from the stored evidence"),
     # actions of the policy decision point that are not audit actions themselves
     "record.search": _l("Search records"),
     "record.describe": _l("Describe a record"),
@@ -105,9 +117,12 @@ ACTIONS = {
     "token.manage": _l("Manage API tokens"),
     "config.manage": _l("Manage the configuration"),
     "account.view": _l("View own account"),
+    "account.password": _l("Change own password"),
 }
 
-# Reasons of the policy decision point (archive/policy.py), most specific first.
+# Reasons of the policy decision point (archive/policy.py) and of the services that
+# refuse on their own (archive/sealing.py, ingest/versions.py, access/lifecycle/
+# digitisation.py), most specific first.
 _REASONS: list[tuple[re.Pattern, object]] = [
     (re.compile(r"classified records need a login with a one-time code"),
      _l("Classified records can only be opened after logging in with a one-time code or "
@@ -121,11 +136,43 @@ _REASONS: list[tuple[re.Pattern, object]] = [
      _l("The record belongs to a fonds or organisation you have not been granted.")),
     (re.compile(r"the record was destroyed"),
      _l("The record was destroyed; only its register entry remains.")),
+    (re.compile(r"already sealed under decision (?P<ref>.+)$"),
+     _l("The record is already sealed under decision %(ref)s.")),
+    (re.compile(r"only the sealing authority of decision (?P<ref>.+?) may unseal"),
+     _l("Only the sealing authority of decision %(ref)s (the person who sealed the record "
+        "or the organisation that issued the decision) may lift the seal.")),
+    (re.compile(r"^seal \S+ \((?P<ref>.+)\) is not active on the record"),
+     _l("The seal under decision %(ref)s is no longer active on this record.")),
+    (re.compile(r"only inspectors, auditors and the readers named in the sealing decision "
+                r"(?P<ref>.+) may see it"),
+     _l("Only inspectors, audit log reviewers and the readers named in sealing decision "
+        "%(ref)s may see this seal.")),
     (re.compile(r"sealed under decision (?P<ref>.+)$"),
      _l("The record is sealed under decision %(ref)s.")),
+    (re.compile(r"^the record is not sealed"), _l("The record is not sealed.")),
+    (re.compile(r"validity is already revoked"),
+     _l("The validity of the record has already been revoked.")),
+    (re.compile(r"validity is not revoked"),
+     _l("The validity of the record has not been revoked: there is nothing to reinstate.")),
+    (re.compile(r"validity is revoked: no new paper rendition"),
+     _l("The validity of the record has been revoked: no new paper rendition is made of "
+        "it.")),
+    (re.compile(r"an archived record is never edited in place"),
+     _l("An archived record is never edited in place: submit a correction instead.")),
+    (re.compile(r"^repackaging is a preservation action of the system"),
+     _l("A new archival package version is written by the system only, as a preservation "
+        "action.")),
+    (re.compile(r"^digitisation is done by a clerk"),
+     _l("Digitisation is done by a clerk logged in with a one-time code or a digital "
+        "certificate, not with an API token.")),
+    (re.compile(r"the API token has no scope allowing (?P<action>\S+)"),
+     _l("The API token does not allow this: %(action)s.")),
     (re.compile(r"the role (?P<role>\S+) does not allow (?P<action>\S+)"),
      _l("Your role (%(role)s) does not allow this: %(action)s.")),
     (re.compile(r"^not logged in"), _l("You are not logged in.")),
+    (re.compile(r"^(?P<action>\S+) needs a record$"),
+     _l("This needs a record: %(action)s.")),
+    (re.compile(r"^unknown action"), _l("This action is not known to the archive.")),
 ]
 
 # Field messages of the metadata check (archive/metadata.py).

@@ -140,3 +140,57 @@ def test_metadata_field_problems_read_in_vietnamese(vietnamese):
                                         "issuing_org", "signer", "doc_type", "fonds"}
     untranslated = [(f, m) for f, m in problems if explain_field(m) == m]
     assert not untranslated
+
+
+def _lifecycle_denials() -> list[str]:
+    """Reasons of the record lifecycle (#5): revocation, renditions, sealing, drafts."""
+    from archive import policy
+    from archive.policy import (
+        DESCRIBE,
+        REINSTATE,
+        RENDER,
+        REVOKE,
+        SEAL,
+        UNSEAL,
+        VIEW,
+        RecordFacts,
+        decide,
+    )
+    from archive.principal import Principal
+
+    def user(role, person="P1", organisation="O1"):
+        return Principal("user", role, role, role=role, fonds=("F",), method="totp",
+                         person=person, organisation=organisation)
+
+    seal = policy.SealFacts("07-QĐ/UBKT", authority="O9", sealer="P9")
+    active, revoked = RecordFacts("r1", fonds="F"), RecordFacts("r2", status="revoked",
+                                                                fonds="F")
+    sealed = RecordFacts("r3", fonds="F", seal=seal)
+    token = Principal("token", "t1", method="token", scopes=("records:read",), fonds=("F",))
+    cases = [
+        (user("approver"), REINSTATE, active),  # nothing to reinstate
+        (user("approver"), REVOKE, revoked),  # already revoked
+        (user("clerk"), RENDER, revoked),  # no new rendition of a revoked record
+        (user("inspector"), UNSEAL, sealed),  # not the sealing authority
+        (user("inspector"), SEAL, sealed),  # already sealed
+        (user("inspector"), UNSEAL, active),  # not sealed
+        (user("clerk"), DESCRIBE, active),  # never edited in place
+        (token, REVOKE, active),  # no scope
+        (user("clerk"), VIEW, None),  # needs a record
+    ]
+    reasons = []
+    for principal, action, record in cases:
+        decision = decide(principal, action, record)
+        assert not decision.allowed, (principal, action, record)
+        reasons.append(decision.reason)
+    return reasons
+
+
+@pytest.mark.parametrize("index", range(9))
+def test_lifecycle_policy_reasons_read_in_vietnamese(vietnamese, index):
+    from access.labels import explain_reason
+
+    reason = _lifecycle_denials()[index]
+    explained = explain_reason(reason)
+    assert explained != reason, f"no Vietnamese for the policy reason {reason!r}"
+    assert "%(" not in explained and not explained.isascii(), explained
