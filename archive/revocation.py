@@ -314,22 +314,33 @@ def parties(record: Record) -> list[str]:
 
 
 def _message(record: Record, action: str, decision: Decision, now) -> tuple[str, str]:
-    """Subject and body, Vietnamese then English. A classified record's summary (trích
-    yếu) is never put in a notification (R-CLASS-1): only its number, date and issuer."""
-    number = record.number_symbol
+    """Subject and body, Vietnamese then English. A notification is read by every person
+    of the party's organisation, whatever their clearance, so for a classified record
+    (R-CLASS-1) neither its number nor its summary (trích yếu) is put in it: it is named
+    "văn bản mật / classified record" with its archive record id, date and issuer."""
+    if record.classification == "normal":
+        number = number_vi = number_en = record.number_symbol
+    else:
+        number = None
+        number_vi = f"(văn bản mật, mã hồ sơ {record.id})"
+        number_en = f"(classified record, archive record id {record.id})"
     issued = record.doc_date.strftime("%d/%m/%Y")
     org = record.issuing_org.name if record.issuing_org else ""
     org_id = record.issuing_org.identifier if record.issuing_org else ""
     when = now.strftime("%Y-%m-%d %H:%M:%S UTC")
     ref = decision.decision_ref or "—"
+    if number is None:
+        doc_vi = f"văn bản mật mã hồ sơ {record.id} ngày {issued}"
+        doc_en = f"classified record {record.id} of {issued}"
+    else:
+        doc_vi = f"văn bản số {number} ngày {issued}"
+        doc_en = f"document {number} of {issued}"
     if action == REVOKE:
-        subject = (f"Hủy hiệu lực văn bản số {number} ngày {issued} / "
-                   f"Document {number} of {issued} revoked")
+        subject = (f"Hủy hiệu lực {doc_vi} / {doc_en[0].upper()}{doc_en[1:]} revoked")
         vi_head = "Văn bản sau đây đã bị hủy hiệu lực (không còn giá trị pháp lý)."
         en_head = "The following document has been revoked: it no longer has legal effect."
     else:
-        subject = (f"Khôi phục hiệu lực văn bản số {number} ngày {issued} / "
-                   f"Validity of document {number} of {issued} reinstated")
+        subject = f"Khôi phục hiệu lực {doc_vi} / Validity of {doc_en} reinstated"
         vi_head = ("Quyết định hủy hiệu lực văn bản sau đây đã được đính chính: "
                    "văn bản có hiệu lực trở lại.")
         en_head = ("The revocation of the following document was corrected by a new "
@@ -339,13 +350,13 @@ def _message(record: Record, action: str, decision: Decision, now) -> tuple[str,
         summary_vi = f"Trích yếu: {record.summary}\n"
         summary_en = f"Summary: {record.summary}\n"
     body = (f"{vi_head}\n"
-            f"Số, ký hiệu: {number}\nNgày văn bản: {issued}\n"
+            f"Số, ký hiệu: {number_vi}\nNgày văn bản: {issued}\n"
             f"Cơ quan ban hành: {org} ({org_id})\n{summary_vi}"
             f"Hình thức: {decision.form}\nSố quyết định: {ref}\n"
             f"Căn cứ: {decision.legal_basis}\nLý do: {decision.reason}\n"
             f"Thời điểm: {when}\nMã hồ sơ lưu trữ: {record.id}\n"
             f"\n{en_head}\n"
-            f"Number and symbol: {number}\nDocument date: {issued}\n"
+            f"Number and symbol: {number_en}\nDocument date: {issued}\n"
             f"Issuing body: {org} ({org_id})\n{summary_en}"
             f"Form: {decision.form}\nDecision: {ref}\n"
             f"Legal basis: {decision.legal_basis}\nReason: {decision.reason}\n"

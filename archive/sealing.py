@@ -498,7 +498,20 @@ def list_seals(session: Session, principal: Principal, *, status: str | None = N
     return total, rows
 
 
-def seal_to_dict(row: Seal, *, report: bool = False) -> dict:
+def _record_entry(record: Record, principal: Principal | None) -> dict:
+    """A sealed record as a seal lists it. Inspectors and auditors of any clearance see
+    every seal, so a classified record above the reader's clearance is named by its id
+    only, never by its number (R-CLASS-1)."""
+    level = policy.LEVELS.get(record.classification, max(policy.LEVELS.values()) + 1)
+    if principal is not None and level > policy.effective_clearance(principal):
+        return {"id": record.id, "number_symbol": None, "classified": True}
+    return {"id": record.id, "number_symbol": record.number_symbol}
+
+
+def seal_to_dict(row: Seal, *, report: bool = False,
+                 principal: Principal | None = None) -> dict:
+    """The seal as the API shows it to ``principal`` (None: a caller that passed the
+    policy for every record, e.g. the inspector who sealed them)."""
     data = {
         "id": row.id, "reference": row.reference,
         "date": row.decision_date.isoformat(),
@@ -507,7 +520,7 @@ def seal_to_dict(row: Seal, *, report: bool = False) -> dict:
         "scope": row.scope, "readers": list(row.readers or ()),
         "sealed_at": row.sealed_at.isoformat(), "sealed_by": row.sealed_by,
         "sealer_person": row.sealer_person, "status": row.status,
-        "records": [{"id": r.id, "number_symbol": r.number_symbol} for r in row.records],
+        "records": [_record_entry(r, principal) for r in row.records],
         "manifest_key": row.manifest_key, "manifest_sha256": row.manifest_sha256,
         "legal_hold": row.legal_hold,
         "lifted_at": row.lifted_at.isoformat() if row.lifted_at else None,

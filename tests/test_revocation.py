@@ -192,7 +192,9 @@ def test_renditions_become_invalid_at_the_same_instant(web):
     assert event.data["renditions"] == [rendition]
 
 
-def test_a_classified_record_notification_has_no_summary(web):
+def test_a_classified_record_notification_has_no_number_or_summary(web):
+    # R-CLASS-1: every person of a party's organisation reads its notifications, cleared
+    # or not: a classified record is named by its archive id, never by number or summary.
     rid, _ = ingest(web.aenv, "bc", text="NOI DUNG MAT", recipients=[ORG2], **CORPUS["bc"])
     web.add_user("duyet", "approver", "mat")
     client = web.session_client("duyet", "totp")
@@ -200,7 +202,10 @@ def test_a_classified_record_notification_has_no_summary(web):
     notes = _rows(web, Notification, Notification.related == f"record:{rid}")
     assert sorted(n.recipient for n in notes) == [ORG, ORG2]
     for note in notes:
-        assert "3-BC/TU" in note.subject and DECISION["reason"] in note.body
+        assert rid in note.subject and "Classified record" in note.subject
+        assert DECISION["reason"] in note.body
+        assert f"classified record, archive record id {rid}" in note.body
+        assert CORPUS["bc"]["number_symbol"] not in note.body + note.subject
         assert CORPUS["bc"]["summary"] not in note.body + note.subject
         assert "Trích yếu" not in note.body
 

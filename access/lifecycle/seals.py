@@ -134,7 +134,7 @@ def seals_list():
         total, rows = list_seals(db, principal, status=status, record_id=record, limit=limit,
                                  offset=offset, client=client_address(), clock=inst.clock)
         return jsonify({"total": total, "offset": offset, "limit": limit,
-                        "seals": [seal_to_dict(s) for s in rows]})
+                        "seals": [seal_to_dict(s, principal=principal) for s in rows]})
 
 
 @api.get("/seals/<seal_id>")
@@ -146,7 +146,7 @@ def seal_detail(seal_id: str):
     with inst.catalog.unit_of_work() as db:
         row = get_seal(db, principal, seal_id_param(seal_id), client=client_address(),
                        clock=inst.clock)
-        return jsonify(seal_to_dict(row, report=True))
+        return jsonify(seal_to_dict(row, report=True, principal=principal))
 
 
 @api.post("/seals/<seal_id>/unseal")
@@ -192,7 +192,7 @@ def seals_page():
     with inst.catalog.unit_of_work() as db:
         total, rows = list_seals(db, principal, status=status, limit=200,
                                  client=client_address(), clock=inst.clock)
-        seals = [_seal_view(s) for s in rows]
+        seals = [_seal_view(s, principal) for s in rows]
     return render_template("lifecycle/seals_list.html", seals=seals, total=total,
                            status=status)
 
@@ -206,17 +206,17 @@ def seal_page(seal_id: str):
     with inst.catalog.unit_of_work() as db:
         row = get_seal(db, principal, seal_id_param(seal_id), client=client_address(),
                        clock=inst.clock)
-        view = _seal_view(row)
+        view = _seal_view(row, principal)
         view["may_unseal"] = row.status == "active" and all(
             policy.decide(principal, policy.UNSEAL, policy.facts_of(r)).allowed
             for r in row.records)
     return render_template("lifecycle/seal.html", seal=view)
 
 
-def _seal_view(row) -> dict:
+def _seal_view(row, principal) -> dict:
     from archive.sealing import seal_to_dict
 
-    data = seal_to_dict(row, report=True)
+    data = seal_to_dict(row, report=True, principal=principal)
     data["sealed_at_dt"] = row.sealed_at
     data["lifted_at_dt"] = row.lifted_at
     return data
