@@ -43,16 +43,21 @@ def _page_context():
     principal = auth.current_principal()
     nav = []
     if principal.kind != "anonymous":
-        for endpoint, action, text in (
-                ("web.records", policy.SEARCH, _l("Search")),
-                ("web.ingest", policy.INGEST, _l("Submit a document")),
-                ("web.drafts_page", policy.INGEST, _l("Drafts")),
-                ("web.digitise", policy.INGEST, _l("Digitise paper")),
-                ("web.my_access", policy.ACCOUNT, _l("My access history")),
-                ("web.notifications", policy.ACCOUNT, _l("Notifications")),
-                ("web.audit", policy.AUDIT_READ, _l("Audit log"))):
-            if policy.decide(principal, action).allowed:
-                nav.append((endpoint, str(text)))
+        def may(action: str) -> bool:
+            return policy.decide(principal, action).allowed
+
+        entries = (
+            ("web.records", may(policy.SEARCH), _l("Search")),
+            ("web.ingest", may(policy.INGEST), _l("Submit a document")),
+            ("web.drafts_page", may(policy.INGEST), _l("Drafts")),
+            ("web.digitise", may(policy.INGEST), _l("Digitise paper")),
+            ("web.my_access", may(policy.ACCOUNT), _l("My access history")),
+            ("web.notifications", may(policy.ACCOUNT), _l("Notifications")),
+            # The seal list is for those who seal or audit (archive.sealing.list_seals).
+            ("web.seals_page", bool({policy.SEAL, policy.AUDIT_READ}
+                                    & policy.allowed_actions(principal)), _l("Seals")),
+            ("web.audit", may(policy.AUDIT_READ), _l("Audit log")))
+        nav = [(endpoint, str(text)) for endpoint, shown, text in entries if shown]
     return {"nav": nav, "L": labels, "DISPLAY_ZONE": "UTC+7"}
 
 

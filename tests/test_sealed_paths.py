@@ -253,9 +253,11 @@ def test_the_web_forms_seal_show_and_unseal(setup):
     assert 'id="seal-form"' not in record_page  # already sealed
     listing = inspector.get("/seals?status=active")
     assert listing.status_code == 200 and REFERENCE in listing.text
+    assert 'href="/seals"' in record_page  # the menu leads inspectors to the seals
     # A clerk outside the decision sees the banner but not the seal's page.
     clerk = web.login("van")
-    assert 'id="sealed-banner"' in clerk.get(f"/records/{rid}").text
+    clerk_page = clerk.get(f"/records/{rid}").text
+    assert 'id="sealed-banner"' in clerk_page and 'href="/seals"' not in clerk_page
     assert clerk.get(sent.headers["Location"]).status_code == 403
 
     # A byte changed in storage while sealed: the unseal report page shows it.
