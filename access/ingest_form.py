@@ -8,6 +8,8 @@ plain words, an archived document as a link to its record.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import render_template, request
 from flask_babel import gettext as _
 
@@ -97,14 +99,22 @@ def ingest():
     principal = auth.current_principal()
     # Clerks only, with a strong login (R-AUTH-1); a denial is logged and shown (403).
     policy.require(principal, policy.INGEST, client=client_address())
+    return form_page("ingest.html", principal, lambda metadata: _ingest(
+        request.files.get("file"), metadata, principal))
+
+
+def form_page(template: str, principal, run: Callable[[dict], object]):
+    """A submission form (ingest, digitisation): on POST, ``run(metadata)`` archives;
+    bad fields, a refusal report or another error are shown on the same page, with
+    what was typed kept. A denial (e.g. a classification above the clerk's clearance)
+    is the 403 page."""
     context: dict = {"values": {}, "field_errors": {}, "error": None, "refusal": None,
                      "result": None}
     status = 200
     if request.method == "POST":
-        metadata = metadata_from_form(request.form)
         context["values"] = request.form
         try:
-            context["result"] = _ingest(request.files.get("file"), metadata, principal)
+            context["result"] = run(metadata_from_form(request.form))
             context["values"] = {}
         except MetadataInvalid as exc:
             for problem in exc.problems:
@@ -115,13 +125,13 @@ def ingest():
             context["refusal"] = refusal_view(exc)
             status = 422
         except AccessDenied:
-            raise  # e.g. a classification above the clerk's clearance: the 403 page
+            raise
         except (InputError, Refused) as exc:
             context["error"] = exc.message
             status = 400 if isinstance(exc, InputError) else 422
     settings = auth.instance().settings
     return render_template(
-        "ingest.html", organisations=_organisations(principal),
+        template, organisations=_organisations(principal),
         doc_types=settings.document_types, retention=settings.retention,
         languages=settings.metadata.languages, classifications=CLASSIFICATIONS,
         text_fields=TEXT_FIELDS, **context), status

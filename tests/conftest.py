@@ -153,3 +153,24 @@ def local_archive(request, tmp_path):
     aenv = make_archive_env("local-sqlite", tmp_path, request)
     yield aenv
     aenv.close()
+
+
+@pytest.fixture
+def web(archive_env):
+    """The web app of an archive on both configurations, with users and logins
+    (tests/accounts.py)."""
+    from tests.accounts import WebArchive
+
+    archive = WebArchive(archive_env)
+    yield archive
+    archive.close()
+
+
+@pytest.fixture
+def local_web(local_archive):
+    """The web app of an archive on embedded defaults."""
+    from tests.accounts import WebArchive
+
+    archive = WebArchive(local_archive)
+    yield archive
+    archive.close()

@@ -42,18 +42,6 @@ CORPUS = {
 }
 
 
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
-
-@pytest.fixture
-def local_web(local_archive):
-    archive = WebArchive(local_archive)
-    yield archive
-    archive.close()
 
 
 def ingest(aenv, name: str, *, text: str | None = None, **meta) -> tuple[str, bytes]:

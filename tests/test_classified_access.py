@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from archive.models import AuditEntry, PackageVersion, StoredFile
@@ -46,12 +45,6 @@ DRAFT_SUMMARY = "Dự thảo báo cáo kiểm tra công tác giữ gìn bí mậ
 VERIFICATION_KEYS = {"rendition_id", "status", "rendered_at", "revoked_at", "destroyed_at",
                      "limited"}
 
-
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
 
 
 def _classified_record(web: WebArchive) -> tuple[str, list[bytes]]:

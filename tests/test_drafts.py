@@ -7,28 +7,15 @@ import io
 import json
 
 import pyotp
-import pytest
 
 from ingest.demo import make_pdf
-from tests.accounts import WebArchive, csrf_of
+from tests.accounts import csrf_of
 from tests.conftest import sample_metadata
 from tests.test_api import API, audit_rows, problem
 
 REFUSAL = "archived records are never edited: ingest a correction (R-AMEND-1)"
 
 
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
-
-@pytest.fixture
-def local_web(local_archive):
-    archive = WebArchive(local_archive)
-    yield archive
-    archive.close()
 
 
 def _create(client, csrf, metadata=None, pdf: bytes | None = None, name="du-thao.pdf"):

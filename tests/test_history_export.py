@@ -9,25 +9,17 @@ import json
 import uuid
 from datetime import date, timedelta
 
-import pytest
 from lxml import etree
 from sqlalchemy import select
 
 from archive.models import Agent, Rendition, Revocation, Seal, SealRecord
 from archive.premis import PREMIS_NS
-from tests.accounts import WebArchive
 from tests.conftest import ORG, sample_metadata
 from tests.test_api import API, audit_rows, ingest, problem
 from tests.xml_schemas import validate_xml
 
 P = {"p": PREMIS_NS}
 
-
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
 
 
 def _lifecycle_rows(web, rid: str, reader: str | None = None, lifted: bool = True) -> None:

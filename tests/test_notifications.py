@@ -566,14 +566,6 @@ def test_set_contact_validates_and_needs_an_administrator(archive_env):
 # ---- the API and the web page ---------------------------------------------------------
 
 
-@pytest.fixture
-def web(archive_env):
-    from tests.accounts import WebArchive
-
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
 
 def _four(aenv) -> dict[str, str]:
     return {r: notify(aenv, r, subject=f"Thông báo cho {r}", related=related)

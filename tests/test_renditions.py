@@ -92,18 +92,6 @@ def signed_web(request, tmp_path, pki):
     aenv.close()
 
 
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
-
-@pytest.fixture
-def local_web(local_archive):
-    archive = WebArchive(local_archive)
-    yield archive
-    archive.close()
 
 
 def ingest_signed(web: WebArchive, path) -> str:

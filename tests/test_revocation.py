@@ -37,12 +37,6 @@ DECISION = {"reason": "Ban hành sai thẩm quyền", "form": "Quyết định",
             "decision_ref": "15-QĐ/TU"}
 
 
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
 
 def _object_sha256(web: WebArchive, key: str) -> str:
     with web.instance.store.open(key) as stream:

@@ -30,12 +30,6 @@ PREMIS = "{http://www.loc.gov/premis/v3}"
 OPERATOR = Principal.system("test-operator")
 
 
-@pytest.fixture
-def web(archive_env):
-    archive = WebArchive(archive_env)
-    yield archive
-    archive.close()
-
 
 def _files(web: WebArchive, record_id: str, version: int) -> dict[str, StoredFile]:
     with web.instance.catalog.unit_of_work(snapshot=True) as db:

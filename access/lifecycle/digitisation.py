@@ -15,7 +15,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from flask import jsonify, render_template, request
+from flask import jsonify, request
 
 from access import auth
 from access.api import _require_login, api
@@ -23,7 +23,7 @@ from access.auth import client_address
 from access.lifecycle import Panel
 from access.web import web
 from archive import policy
-from archive.errors import AccessDenied, InputError, MetadataInvalid, Refused, SubmissionRefused
+from archive.errors import AccessDenied, InputError
 
 MAX_FILES = 2000
 
@@ -118,51 +118,17 @@ def create_digitisation():
 
 @web.route("/digitise", methods=["GET", "POST"])
 def digitise():
-    from access import labels
-    from access.ingest_form import (
-        CLASSIFICATIONS,
-        TEXT_FIELDS,
-        _organisations,
-        metadata_from_form,
-        refusal_view,
-    )
+    from access.ingest_form import form_page
 
     principal = auth.current_principal()
     # Clerks only, with a strong login (R-AUTH-1, R-CONV-1); a denial is logged (403).
     policy.require(principal, policy.INGEST, client=client_address())
     _require_person(principal)
-    context: dict = {"values": {}, "field_errors": {}, "error": None, "refusal": None,
-                     "result": None}
-    status = 200
-    if request.method == "POST":
-        context["values"] = request.form
-        try:
-            context["result"] = digitise_uploads(
-                request.files.getlist("files"), metadata_from_form(request.form), principal,
-                source="form", paper_ref=_text(request.form, "paper_ref", 200),
-                paper_description=_text(request.form, "paper_description", 2000),
-                holder=_text(request.form, "holder", 500),
-                qr=request.form.get("qr") == "1")
-            context["values"] = {}
-        except MetadataInvalid as exc:
-            for problem in exc.problems:
-                context["field_errors"].setdefault(problem.field, []).append(
-                    labels.explain_field(problem.message))
-            status = 400
-        except SubmissionRefused as exc:
-            context["refusal"] = refusal_view(exc)
-            status = 422
-        except AccessDenied:
-            raise
-        except (InputError, Refused) as exc:
-            context["error"] = exc.message
-            status = 400 if isinstance(exc, InputError) else 422
-    settings = auth.instance().settings
-    return render_template(
-        "digitise.html", organisations=_organisations(principal),
-        doc_types=settings.document_types, retention=settings.retention,
-        languages=settings.metadata.languages, classifications=CLASSIFICATIONS,
-        text_fields=TEXT_FIELDS, **context), status
+    return form_page("digitise.html", principal, lambda metadata: digitise_uploads(
+        request.files.getlist("files"), metadata, principal,
+        source="form", paper_ref=_text(request.form, "paper_ref", 200),
+        paper_description=_text(request.form, "paper_description", 2000),
+        holder=_text(request.form, "holder", 500), qr=request.form.get("qr") == "1"))
 
 
 # ---- the record-page panel ----------------------------------------------------------
