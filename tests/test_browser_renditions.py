@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 from urllib.parse import urlparse
 
+import pypdfium2 as pdfium
 import pytest
+import zxingcpp
 
 from tests.test_browser import (  # noqa: F401 - fixtures used by name
     browser,
@@ -25,9 +27,6 @@ from tests.test_browser import (  # noqa: F401 - fixtures used by name
 )
 
 pytestmark = [pytest.mark.services, pytest.mark.browser]
-
-pdfium = pytest.importorskip("pypdfium2")
-zxingcpp = pytest.importorskip("zxingcpp")
 
 
 def _qr_and_text(pdf: bytes) -> tuple[str, str]:

@@ -19,15 +19,15 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlparse
 
+import pypdfium2 as pdfium
 import pytest
+import zxingcpp
 from sqlalchemy import select
 
 from archive.models import AuditEntry, Event, Record, Rendition, Seal, SealRecord
+from ingest.demo import write_pdf
 from tests.accounts import WebArchive, csrf_of
 from tests.conftest import ORG2
-
-pdfium = pytest.importorskip("pypdfium2")
-zxingcpp = pytest.importorskip("zxingcpp")
 
 API = "/api/v1"
 PAGES = ["TRANG MOT: Quyet dinh ban hanh quy che", "TRANG HAI: Dieu 1 va Dieu 2",
@@ -54,18 +54,7 @@ def pages_pdf(texts: list[str], rotate: tuple[int, ...] = ()) -> bytes:
                        f"/Contents {len(objects)} 0 R >>".encode())
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(texts)} >>".encode()
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    for off in offsets:
-        out += f"{off:010d} 00000 n \n".encode()
-    out += (f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\n"
-            f"startxref\n{xref}\n%%EOF\n").encode()
-    return bytes(out)
+    return write_pdf(objects)
 
 
 @pytest.fixture(scope="session")
