@@ -14,7 +14,7 @@ from archive.db import Catalog
 from archive.errors import ArchiveError
 from archive.keys import load_system_key
 from archive.settings import Settings
-from archive.storage import ObjectStore, open_store
+from archive.storage import ObjectStore, open_backup_store, open_store
 
 
 class ArchiveInstance:
@@ -29,6 +29,11 @@ class ArchiveInstance:
     @cached_property
     def store(self) -> ObjectStore:
         return open_store(self.settings)
+
+    @cached_property
+    def backup_store(self) -> ObjectStore | None:
+        """The second, independent store of backup copies (None: backups are off)."""
+        return open_backup_store(self.settings)
 
     def checkpoint(self):
         """Write a signed audit checkpoint to the store (skipped if nothing new)."""

@@ -580,3 +580,209 @@ class PaperOriginal(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(200))
+
+
+# ---- preservation (#6) --------------------------------------------------------------
+
+
+class JobRun(Base):
+    """One run of a scheduled or manual job (R-SCHED-1): who, when, what it counted.
+
+    A run is split into batches (``job_batches``) that any worker may claim; the run is
+    finished when every batch is done or failed. A failed run is an alert.
+    """
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job: Mapped[str] = mapped_column(String(64))
+    trigger: Mapped[str] = mapped_column(String(32))  # schedule | manual | server
+    principal: Mapped[str] = mapped_column(String(200))  # accountable principal
+    status: Mapped[str] = mapped_column(String(16), default="running")  # running|ok|failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    batches_total: Mapped[int] = mapped_column(Integer, default=0)
+    batches_done: Mapped[int] = mapped_column(Integer, default=0)
+    counts: Mapped[dict] = mapped_column(JSON, default=dict)
+    errors: Mapped[list] = mapped_column(JSON, default=list)
+
+    __table_args__ = (Index("ix_job_runs_job_started", "job", "started_at"),
+                      Index("ix_job_runs_status", "status"))
+
+
+class JobBatch(Base):
+    """A unit of a job run that one worker claims under a lease (``FOR UPDATE SKIP
+    LOCKED``); a lease that expires (the worker died) makes the batch claimable again."""
+
+    __tablename__ = "job_batches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("job_runs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|leased|done|failed
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who completed it: a batch is done exactly once (tests count these).
+    done_by: Mapped[str | None] = mapped_column(String(200))
+    result: Mapped[dict | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("run_id", "seq"),
+                      Index("ix_job_batches_status_lease", "status", "lease_expires_at"),
+                      Index("ix_job_batches_run", "run_id"))
+
+
+class BackupCopy(Base):
+    """A verified copy of a stored object in the backup store (R-BACKUP-1).
+
+    ``digests`` are those the catalog holds for the object (re-checked after copying
+    and by fixity audits of the backup); a repair uses a copy only after re-verifying it.
+    """
+
+    __tablename__ = "backup_copies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    object_key: Mapped[str] = mapped_column(String(500))
+    store: Mapped[str] = mapped_column(String(300))  # the backup store's name
+    kind: Mapped[str] = mapped_column(String(16))  # aip | rendition | seal | checkpoint | other
+    record_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    digests: Mapped[dict] = mapped_column(JSON)
+    copied_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_outcome: Mapped[str | None] = mapped_column(String(16))  # ok | failed | missing
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # destruction
+
+    __table_args__ = (UniqueConstraint("store", "object_key"),)
+
+
+class RetentionExtension(Base):
+    """A decision extending a record's retention period (R-DESTROY-1), never edited."""
+
+    __tablename__ = "retention_extensions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    previous_until: Mapped[date | None] = mapped_column(Date)  # None = permanent
+    new_until: Mapped[date | None] = mapped_column(Date)  # None = permanent
+    reason: Mapped[str] = mapped_column(Text)
+    decision_ref: Mapped[str] = mapped_column(String(200))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str] = mapped_column(String(200))
+
+
+class RecordHold(Base):
+    """A hold that stops destruction (R-DESTROY-1): a legal hold, or a pending inquiry
+    into the record's validity. Released by a recorded decision, never deleted."""
+
+    __tablename__ = "record_holds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # legal | revocation-inquiry
+    reason: Mapped[str] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(String(200))
+    placed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    placed_by: Mapped[str] = mapped_column(String(200))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class DestructionList(Base):
+    """A proposed list of records whose retention expired (R-DESTROY-1, R-DESTROY-2):
+    proposed (by a job or an archivist), reviewed, approved by another person with the
+    approving body, decision number and legal basis, and only then executed."""
+
+    __tablename__ = "destruction_lists"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # proposed | approved | executing | executed | cancelled
+    status: Mapped[str] = mapped_column(String(16), default="proposed")
+    proposed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    proposed_by: Mapped[str] = mapped_column(String(200))
+    proposer_person: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    criteria: Mapped[dict] = mapped_column(JSON, default=dict)
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approver_person: Mapped[str | None] = mapped_column(String(64))
+    approving_body: Mapped[str | None] = mapped_column(String(500))
+    decision_number: Mapped[str | None] = mapped_column(String(200))
+    decision_date: Mapped[date | None] = mapped_column(Date)
+    legal_basis: Mapped[str | None] = mapped_column(Text)
+    executed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    executed_by: Mapped[str | None] = mapped_column(String(200))
+
+    items: Mapped[list[DestructionItem]] = relationship(back_populates="destruction_list",
+                                                        order_by="DestructionItem.id")
+
+
+class DestructionItem(Base):
+    """A record on a destruction list; the archivist's review removes items with a reason."""
+
+    __tablename__ = "destruction_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[str] = mapped_column(ForeignKey("destruction_lists.id"), index=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="listed")  # listed|removed|destroyed
+    note: Mapped[str | None] = mapped_column(Text)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_by: Mapped[str] = mapped_column(String(200))
+
+    destruction_list: Mapped[DestructionList] = relationship(back_populates="items")
+    record: Mapped[Record] = relationship()
+
+    __table_args__ = (UniqueConstraint("list_id", "record_id"),)
+
+
+class DestructionEntry(Base):
+    """The permanent destruction register (R-DESTROY-2): one row per destroyed record,
+    append-only (database triggers refuse UPDATE and DELETE). The tombstone keeps the
+    identifying metadata and digests, never content."""
+
+    __tablename__ = "destruction_register"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[str] = mapped_column(ForeignKey("destruction_lists.id"), index=True)
+    record_id: Mapped[str] = mapped_column(String(36), index=True)
+    destroyed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    performed_by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(Text)
+    approving_body: Mapped[str] = mapped_column(String(500))
+    decision_number: Mapped[str] = mapped_column(String(200))
+    approved_by: Mapped[str] = mapped_column(String(200))
+    tombstone: Mapped[dict] = mapped_column(JSON)
+
+
+class ArchiveTimestamp(Base):
+    """An RFC 3161 archive timestamp in a record's chain of proof (R-TS-1).
+
+    ``source = aip``: the token sealed into an AIP version at ingest (``object_key`` is
+    the AIP, ``member`` its path in the bag). ``source = renewal``: a newer token over the
+    previous one and the evidence it covered, stored as its own object, made before the
+    previous token's TSA certificate expires or its hash algorithm weakens.
+    """
+
+    __tablename__ = "archive_timestamps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    record_id: Mapped[str] = mapped_column(ForeignKey("records.id"), index=True)
+    package_version_id: Mapped[int | None] = mapped_column(ForeignKey("package_versions.id"))
+    source: Mapped[str] = mapped_column(String(16))  # aip | renewal
+    object_key: Mapped[str] = mapped_column(String(500))
+    member: Mapped[str | None] = mapped_column(String(1000))
+    previous_id: Mapped[str | None] = mapped_column(ForeignKey("archive_timestamps.id"))
+    covers_sha256: Mapped[str] = mapped_column(String(64))  # what the token's imprint covers
+    token_sha256: Mapped[str] = mapped_column(String(64))
+    hash_algorithm: Mapped[str] = mapped_column(String(32))
+    gen_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    tsa_certificate_expires: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

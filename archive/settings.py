@@ -60,6 +60,60 @@ class FixitySection:
     algorithms: tuple[str, ...]
     workers: int
     chunk_size: int
+    # R-FIX-1: every stored object (and its backup copy) is re-hashed at least once per
+    # cycle; each scheduled run checks the share that keeps the cycle on time.
+    cycle_days: int
+    # Read throttle of scheduled audits, bytes per second per worker (0 = unthrottled).
+    max_bytes_per_second: int
+    # Repair a damaged or missing object from its verified backup copy.
+    repair: bool
+
+
+@dataclass(frozen=True)
+class SchedulerSection:
+    # R-SCHED-1: jobs run in `archive serve` (embedded) or by `archive scheduler` +
+    # `archive worker` processes sharing the PostgreSQL catalog.
+    run_in_server: bool
+    lease_seconds: int  # a batch not finished by then is reclaimed by another worker
+    poll_seconds: int  # how often an idle worker looks for batches
+    batch_size: int  # objects or records per batch
+    # Minutes between runs of each periodic job (0 = never scheduled).
+    fixity_every_minutes: int
+    backup_every_minutes: int
+    retention_every_minutes: int
+    timestamps_every_minutes: int
+    notifications_every_minutes: int
+    repackage_every_minutes: int
+    # Agent identifiers (or principals) notified when a run fails (R-INCIDENT-1).
+    alert_recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BackupSection:
+    # R-BACKUP-1: a second, independent store for copies of every stored object and the
+    # catalog backups. "local" (a folder: mount another disk) or "s3"; "none" disables.
+    backend: str
+    local_path: str  # empty: <data_dir>/backup (only for trying things out)
+    s3_endpoint: str
+    s3_bucket: str
+    s3_region: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_secret_key_file: str
+    s3_path_style: bool
+    # Catalog backups (SQLite online backup, pg_dump) kept in the backup store.
+    keep_catalog_backups: int
+    pg_dump: str  # the pg_dump program (PostgreSQL catalogs)
+    pg_restore: str
+
+
+@dataclass(frozen=True)
+class TimestampsSection:
+    # R-TS-1: renew an archive timestamp this many days before its TSA certificate
+    # expires, or at once when its hash algorithm is listed as weak.
+    renew_before_days: int
+    weak_algorithms: tuple[str, ...]
+    hash_algorithm: str  # of renewal timestamps
 
 
 @dataclass(frozen=True)
@@ -201,6 +255,9 @@ _SECTIONS: dict[str, type] = {
     "database": DatabaseSection,
     "storage": StorageSection,
     "fixity": FixitySection,
+    "scheduler": SchedulerSection,
+    "backup": BackupSection,
+    "timestamps": TimestampsSection,
     "ingest": IngestSection,
     "audit": AuditSection,
     "identifiers": IdentifiersSection,
@@ -227,6 +284,9 @@ class Settings:
     database: DatabaseSection
     storage: StorageSection
     fixity: FixitySection
+    scheduler: SchedulerSection
+    backup: BackupSection
+    timestamps: TimestampsSection
     ingest: IngestSection
     audit: AuditSection
     identifiers: IdentifiersSection
@@ -262,6 +322,16 @@ class Settings:
         return self.data_dir / "objects"
 
     @property
+    def backup_local_path(self) -> Path:
+        if self.backup.local_path:
+            return Path(self.backup.local_path).expanduser().resolve()
+        return self.data_dir / "backup"
+
+    def backup_s3_secret(self) -> str:
+        return _secret(self.backup.s3_secret_key, self.backup.s3_secret_key_file,
+                       "backup.s3_secret_key_file")
+
+    @property
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
@@ -270,16 +340,19 @@ class Settings:
         return self.data_dir / "staging"
 
     def s3_secret(self) -> str:
-        if self.storage.s3_secret_key:
-            return self.storage.s3_secret_key
-        if self.storage.s3_secret_key_file:
-            try:
-                return Path(self.storage.s3_secret_key_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"storage.s3_secret_key_file: cannot read {exc.filename}: {exc.strerror}"
-                ) from exc
-        return ""
+        return _secret(self.storage.s3_secret_key, self.storage.s3_secret_key_file,
+                       "storage.s3_secret_key_file")
+
+
+def _secret(value: str, file: str, key: str) -> str:
+    if value:
+        return value
+    if file:
+        try:
+            return Path(file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{key}: cannot read {exc.filename}: {exc.strerror}") from exc
+    return ""
 
 
 def load_settings(
@@ -495,6 +568,11 @@ def _validate(s: Settings) -> None:
         raise ConfigError("fixity.workers: must be at least 1")
     if s.fixity.chunk_size < 4096:
         raise ConfigError("fixity.chunk_size: must be at least 4096")
+    if s.fixity.cycle_days < 1:
+        raise ConfigError("fixity.cycle_days: must be at least 1")
+    if s.fixity.max_bytes_per_second < 0:
+        raise ConfigError("fixity.max_bytes_per_second: must not be negative (0 = no limit)")
+    _validate_preservation(s)
     for key in ("organisation_pattern", "person_pattern"):
         try:
             re.compile(getattr(s.identifiers, key))
@@ -518,6 +596,44 @@ def _validate(s: Settings) -> None:
     if s.signatures.fetch_timeout < 1:
         raise ConfigError("signatures.fetch_timeout: must be at least 1 second")
     _validate_auth(s.auth)
+
+
+def _validate_preservation(s: Settings) -> None:
+    sch = s.scheduler
+    for key in ("lease_seconds", "poll_seconds", "batch_size"):
+        if getattr(sch, key) < 1:
+            raise ConfigError(f"scheduler.{key}: must be at least 1")
+    for key in ("fixity_every_minutes", "backup_every_minutes", "retention_every_minutes",
+                "timestamps_every_minutes", "notifications_every_minutes",
+                "repackage_every_minutes"):
+        if getattr(sch, key) < 0:
+            raise ConfigError(f"scheduler.{key}: must not be negative (0 = never)")
+    b = s.backup
+    if b.backend not in ("none", "local", "s3"):
+        raise ConfigError(f"backup.backend: expected \"none\", \"local\" or \"s3\", "
+                          f"got {b.backend!r}")
+    if b.backend == "s3":
+        for key in ("s3_endpoint", "s3_bucket"):
+            if not getattr(b, key):
+                raise ConfigError(f"backup.{key}: required when backup.backend is \"s3\"")
+        if (b.s3_endpoint, b.s3_bucket) == (s.storage.s3_endpoint, s.storage.s3_bucket):
+            raise ConfigError("backup: the backup bucket must not be the primary store's "
+                              "bucket (R-BACKUP-1: an independent copy)")
+    if b.backend == "local" and s.storage.backend == "local" and (
+            s.backup_local_path == s.local_store_path
+            or s.local_store_path in s.backup_local_path.parents
+            or s.backup_local_path in s.local_store_path.parents):
+        raise ConfigError("backup.local_path: must not be inside the primary store's "
+                          "folder nor contain it (R-BACKUP-1: an independent copy)")
+    if b.keep_catalog_backups < 1:
+        raise ConfigError("backup.keep_catalog_backups: must be at least 1")
+    t = s.timestamps
+    if t.renew_before_days < 1:
+        raise ConfigError("timestamps.renew_before_days: must be at least 1")
+    if t.hash_algorithm not in ("sha256", "sha384", "sha512"):
+        raise ConfigError("timestamps.hash_algorithm: expected sha256, sha384 or sha512")
+    if t.hash_algorithm in t.weak_algorithms:
+        raise ConfigError("timestamps.hash_algorithm: listed in timestamps.weak_algorithms")
 
 
 def _validate_auth(auth: AuthSection) -> None:

@@ -55,7 +55,7 @@ def test_upgrade_sets_revision_and_genesis_head(catalog_url):
             require_current(engine)
         upgrade(catalog_url)
         upgrade(catalog_url)  # idempotent
-        assert current_revision(catalog_url) == head_revision() == "0005"
+        assert current_revision(catalog_url) == head_revision() == "0006"
         require_current(engine)
         with unit_of_work(session_factory(engine)) as session:
             head = session.get(AuditHead, 1)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from archive.settings import Settings
 
 __all__ = ["ObjectInfo", "ObjectStore", "PutResult", "check_range", "check_sha256",
-           "open_store", "validate_key", "validate_prefix"]
+           "open_backup_store", "open_store", "validate_key", "validate_prefix"]
 
 MAX_KEY_CHARS = 1000
 MAX_KEY_BYTES = 1024  # the S3 limit, in UTF-8 bytes
@@ -115,3 +115,23 @@ def open_store(settings: Settings) -> ObjectStore:
 
         return LocalStore(settings.local_store_path)
     raise ConfigError(f"storage.backend: unknown backend {storage.backend!r}")
+
+
+def open_backup_store(settings: Settings) -> ObjectStore | None:
+    """The backup store named by ``settings.backup`` (R-BACKUP-1); None when "none"."""
+    backup = settings.backup
+    if backup.backend == "none":
+        return None
+    if backup.backend == "s3":
+        from archive.storage.s3 import S3Store
+
+        return S3Store(backup.s3_endpoint, backup.s3_bucket, region=backup.s3_region,
+                       access_key=backup.s3_access_key, secret_key=settings.backup_s3_secret(),
+                       path_style=backup.s3_path_style, object_lock="auto",
+                       retention_days=0, timeout=settings.storage.s3_timeout,
+                       max_attempts=settings.storage.s3_max_attempts)
+    if backup.backend == "local":
+        from archive.storage.local import LocalStore
+
+        return LocalStore(settings.backup_local_path)
+    raise ConfigError(f"backup.backend: unknown backend {backup.backend!r}")

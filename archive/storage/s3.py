@@ -199,6 +199,27 @@ class S3Store:
         """Whether a legal hold is on for ``key``."""
         return bool(self.stat(key).extra.get("legal_hold"))
 
+    def set_retention(self, key: str, until: datetime) -> datetime:
+        """Keep ``key`` under COMPLIANCE retention until ``until`` (R-DESTROY-1): nobody,
+        not even the storage credentials' owner, can delete it earlier. Retention is only
+        ever extended: an earlier date than the one in force is kept as it is. Returns the
+        date in force."""
+        key = validate_key(key)
+        if until.tzinfo is None:
+            raise InputError("retention date must be an aware datetime")
+        if not self.object_lock_enabled():
+            raise InputError(f"bucket {self.bucket} has no Object Lock: retention is "
+                             "not available")
+        until = until.astimezone(UTC).replace(microsecond=0)
+        current = self.stat(key).extra.get("retain_until")
+        if current is not None and current >= until:
+            return current
+        with self._errors("set retention on", key):
+            self._s3.put_object_retention(
+                Bucket=self.bucket, Key=key,
+                Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until})
+        return until
+
     # ---- writing -------------------------------------------------------------------
 
     def put(self, key: str, stream: BinaryIO, *, size: int | None = None,
