@@ -142,6 +142,8 @@ class Record(Base):
     __table_args__ = (
         Index("ix_records_doc_date", "doc_date"),
         Index("ix_records_number_symbol", "number_symbol"),
+        # destruction proposals scan expired records (R-DESTROY-1)
+        Index("ix_records_retention_until", "retention_until"),
     )
 
 
@@ -164,7 +166,9 @@ class PackageVersion(Base):
     files: Mapped[list[StoredFile]] = relationship(
         back_populates="package", order_by="StoredFile.offset")
 
-    __table_args__ = (UniqueConstraint("record_id", "version"),)
+    __table_args__ = (UniqueConstraint("record_id", "version"),
+                      # the fixity cycle picks the least recently checked (R-FIX-1)
+                      Index("ix_package_versions_last_fixity_at", "last_fixity_at"))
 
 
 class StoredFile(Base):
