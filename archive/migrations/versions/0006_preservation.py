@@ -197,9 +197,11 @@ def upgrade() -> None:
     op.create_index('ix_package_versions_last_fixity_at', 'package_versions',
                     ['last_fixity_at'], unique=False)
     _create_register_guard()
+    _create_search_indexes()
 
 
 def downgrade() -> None:
+    _drop_search_indexes()
     _drop_register_guard()
     op.drop_index('ix_package_versions_last_fixity_at', table_name='package_versions')
     op.drop_index('ix_records_retention_until', table_name='records')
@@ -278,3 +280,23 @@ def _drop_register_guard() -> None:
     else:
         op.execute("DROP TRIGGER IF EXISTS destruction_register_no_update")
         op.execute("DROP TRIGGER IF EXISTS destruction_register_no_delete")
+
+
+# R-REPO-1 (issue #4): search matches `lower(summary) LIKE '%...%'` and the same on
+# number_symbol; a B-tree cannot serve that, trigram GIN indexes can (PostgreSQL only;
+# pg_trgm is a trusted extension, so the database owner may create it).
+def _create_search_indexes() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+    op.execute("CREATE INDEX ix_records_summary_trgm ON records "
+               "USING gin (lower(summary) gin_trgm_ops)")
+    op.execute("CREATE INDEX ix_records_number_symbol_trgm ON records "
+               "USING gin (lower(number_symbol) gin_trgm_ops)")
+
+
+def _drop_search_indexes() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    op.execute("DROP INDEX IF EXISTS ix_records_number_symbol_trgm")
+    op.execute("DROP INDEX IF EXISTS ix_records_summary_trgm")
