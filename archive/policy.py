@@ -53,6 +53,9 @@ DESCRIBE = "record.describe"  # change descriptive metadata (drafts only, R-AMEN
 PROPOSE_RETENTION = "retention.propose"
 PROPOSE_DESTRUCTION = "destruction.propose"
 APPROVE_DESTRUCTION = "destruction.approve"
+EXECUTE_DESTRUCTION = "destruction.execute"  # destroy an approved list's records (R-DESTROY-1)
+REGISTER_READ = "destruction.register"  # search and export the destruction register (R-DESTROY-2)
+HOLD = "record.hold"  # place or release a legal / revocation-inquiry hold (R-DESTROY-1)
 REVOKE = "record.revoke"
 REINSTATE = "record.reinstate"  # correct a mistaken revocation by a new decision
 AMEND = "record.amend"  # link a correction, replacement or withdrawal to it (R-AMEND-1)
@@ -69,15 +72,16 @@ ACCOUNT = "account.view"  # one's own profile and access history
 PASSWORD = "account.password"  # noqa: S105 (an action: change one's own password)
 
 RECORD_ACTIONS = (SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, DESCRIBE, PROPOSE_RETENTION,
-                  PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL,
-                  AMEND, RENDER)
+                  PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, EXECUTE_DESTRUCTION, HOLD, REVOKE,
+                  REINSTATE, SEAL, UNSEAL, AMEND, RENDER)
 OTHER_ACTIONS = (INGEST, AUDIT_READ, AGENT_READ, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
-                 CONFIG_MANAGE, ACCOUNT, PASSWORD)
+                 CONFIG_MANAGE, ACCOUNT, PASSWORD, REGISTER_READ)
 ACTIONS = RECORD_ACTIONS + OTHER_ACTIONS
 
 # R-AUTH-1: actions that create, change, approve, seal, revoke or destroy.
 CHANGES = frozenset({INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION,
-                     APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL, AMEND, RENDER,
+                     APPROVE_DESTRUCTION, EXECUTE_DESTRUCTION, HOLD, REVOKE, REINSTATE, SEAL,
+                     UNSEAL, AMEND, RENDER,
                      AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, PASSWORD})
 _READS = frozenset({SEARCH, VIEW, HISTORY})
 _CONTENT = frozenset({DOWNLOAD, EXPORT})
@@ -86,10 +90,11 @@ _COMMON = frozenset({ACCOUNT, PASSWORD, AGENT_READ})
 ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "clerk": _COMMON | _READS | {DOWNLOAD, INGEST, DESCRIBE, AMEND, RENDER},
     "archivist": _COMMON | _READS | {DOWNLOAD, EXPORT, PROPOSE_RETENTION, PROPOSE_DESTRUCTION,
-                                     RENDER},
-    "approver": _COMMON | _READS | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE, REINSTATE},
-    "inspector": _COMMON | _READS | {DOWNLOAD, EXPORT, SEAL, UNSEAL},
-    "auditor": _COMMON | _READS | {AUDIT_READ},
+                                     EXECUTE_DESTRUCTION, REGISTER_READ, HOLD, RENDER},
+    "approver": _COMMON | _READS | {DOWNLOAD, APPROVE_DESTRUCTION, REGISTER_READ, HOLD, REVOKE,
+                                    REINSTATE},
+    "inspector": _COMMON | _READS | {DOWNLOAD, EXPORT, REGISTER_READ, HOLD, SEAL, UNSEAL},
+    "auditor": _COMMON | _READS | {AUDIT_READ, REGISTER_READ},
     "administrator": _COMMON | {SEARCH, VIEW, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
                                 CONFIG_MANAGE},
 }

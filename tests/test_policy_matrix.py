@@ -32,12 +32,14 @@ REINSTATE, AMEND, RENDER = "record.reinstate", "record.amend", "record.render"
 AUDIT_READ, AGENT_READ, AGENT_MANAGE = "audit.read", "agent.read", "agent.manage"
 USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE = "user.manage", "token.manage", "config.manage"
 ACCOUNT, PASSWORD = "account.view", "account.password"
+EXECUTE_DESTRUCTION, REGISTER_READ = "destruction.execute", "destruction.register"
+HOLD = "record.hold"
 
 ALL_ACTIONS = frozenset({
     SEARCH, VIEW, HISTORY, DOWNLOAD, EXPORT, INGEST, DESCRIBE, PROPOSE_RETENTION,
     PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL, UNSEAL, AMEND, RENDER,
     AUDIT_READ, AGENT_READ, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE, CONFIG_MANAGE, ACCOUNT,
-    PASSWORD})
+    PASSWORD, EXECUTE_DESTRUCTION, REGISTER_READ, HOLD})
 READ_METADATA = frozenset({SEARCH, VIEW, HISTORY})
 EVERYONE = frozenset({ACCOUNT, PASSWORD, AGENT_READ})  # one's own account; the registry
 
@@ -46,16 +48,21 @@ ROLE_MAY = {
     # văn thư: ingest, describe, corrections (#5), paper copies; reads and downloads what
     # it is granted
     "clerk": EVERYONE | READ_METADATA | {DOWNLOAD, INGEST, DESCRIBE, AMEND, RENDER},
-    # lưu trữ viên: retention and destruction proposals; exports whole packages; paper
-    # copies
+    # lưu trữ viên: retention and destruction proposals, executing an approved list,
+    # holds, the destruction register (#6); exports whole packages; paper copies
     "archivist": EVERYONE | READ_METADATA | {DOWNLOAD, EXPORT, PROPOSE_RETENTION,
-                                             PROPOSE_DESTRUCTION, RENDER},
-    # approve destruction, revoke validity (and correct a mistaken revocation)
-    "approver": EVERYONE | READ_METADATA | {DOWNLOAD, APPROVE_DESTRUCTION, REVOKE, REINSTATE},
-    # seal, unseal, read sealed records as the decision allows
-    "inspector": EVERYONE | READ_METADATA | {DOWNLOAD, EXPORT, SEAL, UNSEAL},
-    # reads the audit log; record metadata, never content
-    "auditor": EVERYONE | READ_METADATA | {AUDIT_READ},
+                                             PROPOSE_DESTRUCTION, EXECUTE_DESTRUCTION,
+                                             REGISTER_READ, HOLD, RENDER},
+    # approve destruction, revoke validity (and correct a mistaken revocation); holds and
+    # the destruction register (#6)
+    "approver": EVERYONE | READ_METADATA | {DOWNLOAD, APPROVE_DESTRUCTION, REGISTER_READ, HOLD,
+                                            REVOKE, REINSTATE},
+    # seal, unseal, read sealed records as the decision allows; holds (an inquiry) and
+    # the destruction register (#6)
+    "inspector": EVERYONE | READ_METADATA | {DOWNLOAD, EXPORT, REGISTER_READ, HOLD, SEAL,
+                                             UNSEAL},
+    # reads the audit log and the destruction register; record metadata, never content
+    "auditor": EVERYONE | READ_METADATA | {AUDIT_READ, REGISTER_READ},
     # users, tokens, agents, configuration; finds and views register entries only
     "administrator": EVERYONE | {SEARCH, VIEW, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
                                  CONFIG_MANAGE},
@@ -69,12 +76,14 @@ SCOPE_MAY = {
 }
 # R-AUTH-1: creates, changes, approves, seals, revokes or destroys.
 NEEDS_STRONG_LOGIN = frozenset({
-    INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE,
+    INGEST, DESCRIBE, PROPOSE_RETENTION, PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION,
+    EXECUTE_DESTRUCTION, HOLD, REVOKE,
     REINSTATE, SEAL, UNSEAL, AMEND, RENDER, AGENT_MANAGE, USER_MANAGE, TOKEN_MANAGE,
     CONFIG_MANAGE, PASSWORD})
 # Actions on one record: meaningless without it (search lists many).
 NEEDS_RECORD = frozenset({VIEW, HISTORY, DOWNLOAD, EXPORT, DESCRIBE, PROPOSE_RETENTION,
-                          PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, REVOKE, REINSTATE, SEAL,
+                          PROPOSE_DESTRUCTION, APPROVE_DESTRUCTION, EXECUTE_DESTRUCTION, HOLD,
+                          REVOKE, REINSTATE, SEAL,
                           UNSEAL, AMEND, RENDER})
 LEVEL = {"normal": 0, "mat": 1, "toi-mat": 2}
 
