@@ -50,6 +50,20 @@ class ObjectStore(Protocol):
         """
         ...
 
+    def replace_damaged(self, key: str, stream: BinaryIO, *, size: int, sha256: str,
+                        algorithms: tuple[str, ...] = ("sha256", "sha512")) -> PutResult:
+        """Write ``stream`` under ``key`` even if the key exists (R-FIX-1).
+
+        ONLY for repairing bytes proven damaged (or missing) against the catalog's
+        digests, from a copy verified against those same digests (the fixity cycle's
+        repair); nothing else may call it, since every other write is put-if-absent.
+        The bytes must have exactly ``size`` and ``sha256``, else ``IntegrityError`` and
+        nothing is stored. Local: temp file, fsync, atomic rename. S3: a PUT without
+        ``If-None-Match`` carrying the SHA-256 checksum; on an Object Lock bucket this is
+        a new version and the damaged one stays as evidence.
+        """
+        ...
+
     def open(self, key: str, start: int = 0, length: int | None = None) -> BinaryIO:
         """A streaming reader over the object (or a byte range of it)."""
         ...

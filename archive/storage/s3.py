@@ -268,8 +268,43 @@ class S3Store:
         return PutResult(key=key, size=total, digests={a: digests[a] for a in algorithms},
                          locked_until=locked_until)
 
+    def replace_damaged(self, key: str, stream: BinaryIO, *, size: int, sha256: str,
+                        algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS) -> PutResult:
+        """Repair only (see the protocol): spool while hashing, refuse a size or SHA-256
+        mismatch, then PUT without ``If-None-Match`` (with the checksum). With Object
+        Lock this adds a version (retained as usual); the damaged one stays as evidence."""
+        key = validate_key(key)
+        expected = check_sha256(sha256)
+        if expected is None:
+            raise InputError("replace_damaged needs the expected sha256")
+        names = tuple(dict.fromkeys((*algorithms, "sha256")))
+        try:
+            hasher = MultiHasher(names)
+        except ValueError as exc:
+            raise InputError(f"unknown digest algorithm in {algorithms!r}") from exc
+        lock_args, locked_until = self._lock_args()
+        with tempfile.TemporaryFile(dir=self.spool_dir) as spool:
+            while chunk := stream.read(CHUNK):
+                hasher.update(chunk)
+                spool.write(chunk)
+            spool.flush()
+            if hasher.size != size:
+                raise SizeMismatch(key, size, hasher.size)
+            if hasher.hexdigests()["sha256"] != expected:
+                raise FixityMismatch(key, "sha256", expected, hasher.hexdigests()["sha256"])
+            if size <= self.multipart_threshold:
+                digests = self._put_single(key, _Window(spool, 0, size), size, expected,
+                                           names, lock_args, overwrite=True)
+            else:
+                digests, _ = self._put_multipart(
+                    key, lambda h: self._window_parts(spool, 0, size, h, key), expected,
+                    names, size, lock_args, overwrite=True)
+        return PutResult(key=key, size=size, digests={a: digests[a] for a in algorithms},
+                         locked_until=locked_until)
+
     def _put_single(self, key: str, body: _Window, total: int, expected: str | None,
-                    names: tuple[str, ...], lock_args: dict) -> dict[str, str]:
+                    names: tuple[str, ...], lock_args: dict,
+                    overwrite: bool = False) -> dict[str, str]:
         # Pass 1: hash. Pass 2: send with the SHA-256 the server verifies, so bytes
         # that changed between the passes are refused (BadDigest), never stored.
         hasher = MultiHasher(names)
@@ -279,9 +314,10 @@ class S3Store:
             raise FixityMismatch(key, "sha256", expected, digests["sha256"])
         body.seek(0)
         with self._errors("put", key):
+            # IfNoneMatch is left out only by replace_damaged (a proven-damaged object).
             self._s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentLength=total,
                                 ChecksumSHA256=_b64(bytes.fromhex(digests["sha256"])),
-                                IfNoneMatch="*", **lock_args)
+                                **({} if overwrite else {"IfNoneMatch": "*"}), **lock_args)
         return digests
 
     def _window_parts(self, stream: BinaryIO, start: int, total: int, hasher: MultiHasher,
@@ -317,8 +353,9 @@ class S3Store:
 
     def _put_multipart(self, key: str, parts: Callable[[MultiHasher], Iterator],
                        expected: str | None, names: tuple[str, ...], size: int | None,
-                       lock_args: dict) -> tuple[dict[str, str], int]:
-        if self._head_or_none(key) is not None:
+                       lock_args: dict, overwrite: bool = False
+                       ) -> tuple[dict[str, str], int]:
+        if not overwrite and self._head_or_none(key) is not None:
             raise ObjectExists(key)
         hasher = MultiHasher(names)
         with self._errors("start multipart upload of", key):
@@ -346,7 +383,8 @@ class S3Store:
             with self._errors("complete multipart upload of", key):
                 self._s3.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id,
-                    MultipartUpload={"Parts": done}, IfNoneMatch="*")
+                    MultipartUpload={"Parts": done},
+                    **({} if overwrite else {"IfNoneMatch": "*"}))
         except BaseException:
             with suppress(ClientError, BotoCoreError):
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key,
