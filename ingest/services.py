@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 from asn1crypto import x509 as asn1_x509
@@ -43,6 +44,7 @@ from archive.models import Agent, Event, PackageVersion, Record, StoredFile
 from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
+from archive.storage.object_lock import apply_retention
 from archive.submissions import record_refusal
 from ingest.classified import ENCRYPTED_NAME, encrypt_original, keyed_fingerprint, vault_for
 from ingest.formats import FormatId, identify
@@ -129,10 +131,12 @@ def timestamp_event(record_id: str, token, principal: Principal) -> Event:
 
 
 def store_aip(store: ObjectStore, key: str, built, algorithms: tuple[str, ...], *,
-              chunk_size: int, after_put: Callable[[], None] | None = None) -> None:
+              chunk_size: int, after_put: Callable[[], None] | None = None,
+              retain_until: date | None = None) -> None:
     """Put a built AIP under ``key`` (put-if-absent: ``ObjectExists`` when the key is
     taken, nothing overwritten) and verify the stored object before it is registered
-    (R-FIX-1)."""
+    (R-FIX-1); on S3 with Object Lock it is then kept under retention until the end of
+    the record's ``retain_until`` day (R-DESTROY-1)."""
     with open(built.path, "rb") as fh:
         put = store.put(key, fh, size=built.size, algorithms=algorithms,
                         sha256=built.digests["sha256"])
@@ -141,6 +145,7 @@ def store_aip(store: ObjectStore, key: str, built, algorithms: tuple[str, ...], 
     if after_put is not None:
         after_put()
     verify_stored_object(store, key, built.size, built.digests, chunk_size=chunk_size)
+    apply_retention(store, key, retain_until)
 
 
 def load_sidecar(path: Path, metadata_file: Path | None = None) -> tuple[dict, str]:
@@ -344,10 +349,11 @@ class IngestService:
         self._pause("built")
 
         key = aip_key(record_id, version)
+        keep_until = retention_until(meta, self.settings)
         try:
             store_aip(self.store, key, built, self.algorithms,
                       chunk_size=self.settings.fixity.chunk_size,
-                      after_put=lambda: self._pause("stored"))
+                      after_put=lambda: self._pause("stored"), retain_until=keep_until)
         except ObjectExists as exc:  # a fresh UUID key never exists: refuse loudly
             raise IntegrityError(f"storage key {key} already exists; nothing was "
                                  "overwritten") from exc
@@ -362,7 +368,7 @@ class IngestService:
                     doc_date=meta.date, issuing_org_id=org.id, summary=meta.summary,
                     signer=meta.signer, classification=meta.classification,
                     retention_rule=meta.retention_rule,
-                    retention_until=retention_until(meta, self.settings), fonds=meta.fonds,
+                    retention_until=keep_until, fonds=meta.fonds,
                     file_ref=meta.file_ref, page_count=meta.page_count,
                     language=meta.language, extra=meta.extra_fields(), status="active",
                     fingerprint=fingerprint, format_puid=fmt.puid,

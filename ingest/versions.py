@@ -27,6 +27,7 @@ import json
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 
 from sqlalchemy import func, or_, select
@@ -114,6 +115,7 @@ class _Current:
     events: list[PremisEvent]
     agents: list[PremisAgent]
     lifecycle: dict
+    retention_until: date | None = None  # Object Lock on the new version (R-DESTROY-1)
 
 
 def repackage(settings: Settings, catalog: Catalog, store: ObjectStore, principal: Principal,
@@ -153,7 +155,8 @@ def repackage(settings: Settings, catalog: Catalog, store: ObjectStore, principa
         built = build_aip(spec, staging, seal_manifests=seal)
         key = aip_key(record_id, version)
         try:
-            store_aip(store, key, built, algorithms, chunk_size=settings.fixity.chunk_size)
+            store_aip(store, key, built, algorithms, chunk_size=settings.fixity.chunk_size,
+                      retain_until=current.retention_until)
         except ObjectExists as exc:
             message = (f"version {version} of record {record_id} was written by another "
                        f"repackaging meanwhile ({key} exists); nothing was overwritten: "
@@ -214,7 +217,8 @@ def _read_current(session: Session, principal: Principal, record_id: str, event_
                     record_json=record_json,
                     payload=[m for m in members if m.role not in _NOT_PAYLOAD],
                     format_name=record.format_name, events=events, agents=agents,
-                    lifecycle=lifecycle_of(session, record, now))
+                    lifecycle=lifecycle_of(session, record, now),
+                    retention_until=record.retention_until)
 
 
 def _refusal(record: Record) -> str | None:
