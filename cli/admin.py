@@ -74,6 +74,9 @@ def init(if_needed: bool, create_bucket: bool, object_lock: bool, as_json: bool)
             store.create_bucket(object_lock=object_lock)
             created.append(f"bucket {settings.storage.s3_bucket}")
     store.check()
+    if settings.backup.backend == "local" and not settings.backup_local_path.is_dir():
+        settings.backup_local_path.mkdir(parents=True)  # R-BACKUP-1: the backup folder
+        created.append(f"backup folder {settings.backup_local_path}")
 
     instance = click.get_current_context().obj.instance
     key = load_system_key(settings.keys_dir)

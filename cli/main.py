@@ -31,7 +31,9 @@ _COMMAND_MODULES = ("cli.admin", "cli.bag", "cli.ingest", "cli.records", "cli.fi
                     "cli.signatures", "cli.keys", "cli.users",
                     # the record lifecycle (#5)
                     "cli.revocation", "cli.notifications", "cli.seals", "cli.renditions",
-                    "cli.amendments", "cli.digitisation")
+                    "cli.amendments", "cli.digitisation",
+                    # preservation (#6)
+                    "cli.backup")
 
 
 def _register() -> None:
