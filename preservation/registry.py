@@ -36,7 +36,11 @@ def _load() -> dict[str, JobSpec]:
     for name in _JOB_MODULES:
         if importlib.util.find_spec(name) is None:
             continue
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a job module being written must not stop the rest
+            log.exception("job module %s cannot be imported; its job is not registered", name)
+            continue
         spec = getattr(module, "JOB", None)
         if isinstance(spec, JobSpec):
             found[spec.name] = spec
