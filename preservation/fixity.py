@@ -66,7 +66,9 @@ class FixityReport:
 
 
 @dataclass
-class _Job:
+class PackageJob:
+    """One stored AIP version to check, with what the catalog recorded about it."""
+
     record_id: str
     number_symbol: str
     version_id: int
@@ -83,49 +85,29 @@ def run_fixity_check(settings: Settings, catalog: Catalog, store: ObjectStore,
     """Check the given records (``None`` = every record) and record the outcome."""
     clock = clock or SystemClock()
     workers = workers or settings.fixity.workers
-    jobs = _load_jobs(catalog, record_ids)
+    jobs = load_package_jobs(catalog, record_ids)
     report = FixityReport()
-    by_record: dict[str, RecordFixity] = {}
-    checks: dict[int, PackageCheck] = {}
+    done: list[tuple[PackageJob, PackageCheck]] = []
 
-    def run(job: _Job) -> tuple[_Job, PackageCheck]:
+    def run(job: PackageJob) -> tuple[PackageJob, PackageCheck]:
         return job, check_package(store, job.key, job.size, job.digests, job.members,
                                   chunk_size=settings.fixity.chunk_size)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for job, check in pool.map(run, jobs):
-            checks[job.version_id] = check
-            rec = by_record.setdefault(job.record_id,
-                                       RecordFixity(job.record_id, job.number_symbol, True))
-            rec.packages.append(check)
-            rec.ok = rec.ok and check.ok
+            done.append((job, check))
             report.bytes_read += check.size
             if progress:
                 progress(1)
 
     now = clock.now()
     with catalog.unit_of_work() as session:
-        for job in jobs:
-            version = session.get(PackageVersion, job.version_id)
-            check = checks[job.version_id]
-            version.last_fixity_at = now
-            version.last_fixity_outcome = "ok" if check.ok else "failed"
-        for rec in by_record.values():
-            detail = "; ".join(
-                f"{p.storage_key}: " + ("ok" if p.ok else ", ".join(x.message for x in p.problems)
-                                        + " [" + ", ".join(f"{d.path}: {d.problem}"
-                                                           for d in p.damaged_members) + "]")
-                for p in rec.packages)
-            session.add(Event(id=str(uuid.uuid4()), record_id=rec.record_id,
-                              event_type="fixity check", occurred_at=now,
-                              agent=str(principal), outcome="success" if rec.ok else "failure",
-                              detail=detail, data=rec.to_dict()))
-        report.results = sorted(by_record.values(), key=lambda r: r.record_id)
+        report.results = record_checks(session, principal, now, done)
         report.failures = [r for r in report.results if not r.ok]
         report.checked = len(report.results)
         audit.append(session, principal, "fixity.check",
                      "records:all" if record_ids is None else "records:" + ",".join(
-                         sorted(by_record)[:20]),
+                         [r.record_id for r in report.results][:20]),
                      outcome="ok" if report.ok else "failed",
                      detail={"records_checked": report.checked,
                              "failures": [r.record_id for r in report.failures],
@@ -133,7 +115,43 @@ def run_fixity_check(settings: Settings, catalog: Catalog, store: ObjectStore,
     return report
 
 
-def _load_jobs(catalog: Catalog, record_ids: Iterable[str] | None) -> list[_Job]:
+def record_checks(session, principal: Principal, now,
+                  done: list[tuple[PackageJob, PackageCheck]]) -> list[RecordFixity]:
+    """Record checked packages in the caller's transaction: each version's
+    ``last_fixity_at``/outcome and one PREMIS "fixity check" event per record."""
+    by_record: dict[str, RecordFixity] = {}
+    for job, check in done:
+        version = session.get(PackageVersion, job.version_id)
+        version.last_fixity_at = now
+        version.last_fixity_outcome = "ok" if check.ok else "failed"
+        rec = by_record.setdefault(job.record_id,
+                                   RecordFixity(job.record_id, job.number_symbol, True))
+        rec.packages.append(check)
+        rec.ok = rec.ok and check.ok
+    for rec in by_record.values():
+        detail = "; ".join(
+            f"{p.storage_key}: " + ("ok" if p.ok else ", ".join(x.message for x in p.problems)
+                                    + " [" + ", ".join(f"{d.path}: {d.problem}"
+                                                       for d in p.damaged_members) + "]")
+            for p in rec.packages)
+        session.add(Event(id=str(uuid.uuid4()), record_id=rec.record_id,
+                          event_type="fixity check", occurred_at=now,
+                          agent=str(principal), outcome="success" if rec.ok else "failure",
+                          detail=detail, data=rec.to_dict()))
+    return sorted(by_record.values(), key=lambda r: r.record_id)
+
+
+def load_package_jobs(catalog: Catalog, record_ids: Iterable[str] | None = None, *,
+                      version_ids: Iterable[int] | None = None) -> list[PackageJob]:
+    """The package versions of ``record_ids`` (None: all), or exactly ``version_ids``."""
+    if version_ids is not None:
+        with catalog.unit_of_work(snapshot=True) as session:
+            query = (select(PackageVersion, Record.number_symbol)
+                     .join(Record, Record.id == PackageVersion.record_id)
+                     .options(selectinload(PackageVersion.files))
+                     .where(PackageVersion.id.in_(list(version_ids)))
+                     .order_by(PackageVersion.id))
+            return [_job(v, number) for v, number in session.execute(query)]
     with catalog.unit_of_work(snapshot=True) as session:
         query = (select(PackageVersion, Record.number_symbol)
                  .join(Record, Record.id == PackageVersion.record_id)
@@ -143,16 +161,17 @@ def _load_jobs(catalog: Catalog, record_ids: Iterable[str] | None) -> list[_Job]
         if record_ids is not None:
             wanted = list(dict.fromkeys(record_ids))
             query = query.where(PackageVersion.record_id.in_(wanted))
-        jobs = [
-            _Job(v.record_id, number, v.id, v.storage_key, v.size, dict(v.digests),
-                 [(f.path, f.offset, f.size, dict(f.digests)) for f in v.files])
-            for v, number in session.execute(query)
-        ]
+        jobs = [_job(v, number) for v, number in session.execute(query)]
     if wanted is not None:
         missing = sorted(set(wanted) - {j.record_id for j in jobs})
         if missing:
             raise NotFound("no such record: " + ", ".join(missing))
     return jobs
+
+
+def _job(v: PackageVersion, number: str) -> PackageJob:
+    return PackageJob(v.record_id, number, v.id, v.storage_key, v.size, dict(v.digests),
+                      [(f.path, f.offset, f.size, dict(f.digests)) for f in v.files])
 
 
 def count_packages(catalog: Catalog, record_ids: Iterable[str] | None) -> int:
