@@ -19,6 +19,7 @@ back together with the change it records.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -42,6 +43,7 @@ HEAD_ID = 1
 CHECKPOINT_PREFIX = "audit/checkpoints/"
 CHECKPOINT_FORMAT = "kho-luu-tru-so/audit-checkpoint/1"
 _CHECKPOINT_NAME = re.compile(r"^audit/checkpoints/(\d{12})\.json$")
+_MAX_TOKEN_BYTES = 64 * 1024
 _MAX_CHECKPOINT_BYTES = 64 * 1024
 _REORDER_WINDOW = 64  # how far away a misplaced entry's original position is searched
 
@@ -161,6 +163,7 @@ class Checkpoint:
     signature_ok: bool = True
     error: str = ""  # why it cannot be trusted, when signature_ok is False
     new: bool = False  # written by this call (write_checkpoint)
+    sha256: str = ""  # of the stored document's bytes (to compare the two stores' copies)
 
     def payload(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "seq": self.seq, "entry_hash": self.entry_hash,
@@ -182,11 +185,20 @@ def checkpoint_key(seq: int) -> str:
     return f"{CHECKPOINT_PREFIX}{seq:012d}.json"
 
 
+def checkpoint_token_key(seq: int) -> str:
+    """Where the RFC 3161 token over checkpoint ``seq``'s document bytes is kept."""
+    return checkpoint_key(seq) + ".tsr"
+
+
 def write_checkpoint(session: Session, store, key: Ed25519PrivateKey,
-                     clock: Clock | None = None) -> Checkpoint | None:
+                     clock: Clock | None = None, *, backup_store=None
+                     ) -> Checkpoint | None:
     """Sign the current head and store it put-if-absent; None for an empty log.
 
     An existing checkpoint for the same seq is kept and returned (``new=False``).
+    With ``backup_store`` the same bytes are also kept there (put-if-absent; an
+    existing valid checkpoint missing from the backup store is copied to it), so a
+    checkpoint deleted or rewritten in one store is still found in the other.
     """
     head = session.get(AuditHead, HEAD_ID)
     if head is None:
@@ -200,23 +212,88 @@ def write_checkpoint(session: Session, store, key: Ed25519PrivateKey,
                                "a checkpoint (run `archive audit verify`)")
     object_key = checkpoint_key(head.seq)
     public = key.public_key()
+    stores = [store] if backup_store is None else [store, backup_store]
     if store.exists(object_key):
-        return _read_checkpoint(store, object_key, public)
-    _verify_since_latest_checkpoint(session, store, public, head.seq)
+        existing = _read_checkpoint(store, object_key, public)
+        if backup_store is not None and existing.signature_ok:
+            mirror_object(store, backup_store, object_key)
+        return existing
+    if backup_store is not None and backup_store.exists(object_key):
+        raise AuditChainBroken(f"checkpoint {head.seq} is in the backup store but missing "
+                               "from the primary store: refusing to sign (run `archive "
+                               "audit verify`)")
+    _verify_since_latest_checkpoint(session, stores, public, head.seq)
     moment = format_time((clock or SystemClock()).now())
     unsigned = Checkpoint(seq=head.seq, entry_hash=head.entry_hash, created_at=moment,
                           key_id=compute_key_id(key), signature="", key=object_key)
     signature = base64.b64encode(key.sign(canonical_json(unsigned.payload()))).decode()
     checkpoint = replace(unsigned, signature=signature, new=True)
     data = checkpoint.document()
+    checkpoint = replace(checkpoint, sha256=hashlib.sha256(data).hexdigest())
     try:
         store.put(object_key, io.BytesIO(data), size=len(data))
     except ObjectExists:  # another process wrote the same seq first
-        return _read_checkpoint(store, object_key, public)
+        checkpoint = _read_checkpoint(store, object_key, public)
+        if not checkpoint.signature_ok:
+            return checkpoint
+    if backup_store is not None:
+        mirror_object(store, backup_store, object_key)
     return checkpoint
 
 
-def _verify_since_latest_checkpoint(session: Session, store, public: Ed25519PublicKey,
+def mirror_object(source, target, object_key: str) -> bool:
+    """Copy a small object (a checkpoint or its token) to ``target`` if it is absent
+    there (put-if-absent, checked with SHA-256). True when copied. A different object
+    already under the key in ``target`` raises AuditChainBroken: nothing is overwritten.
+    """
+    with source.open(object_key) as stream:
+        data = stream.read(_MAX_CHECKPOINT_BYTES + 1)
+    if len(data) > _MAX_CHECKPOINT_BYTES:
+        raise AuditChainBroken(f"{object_key} is too large to be a checkpoint")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        target.put(object_key, io.BytesIO(data), size=len(data), sha256=digest)
+        return True
+    except ObjectExists:
+        with target.open(object_key) as stream:
+            there = stream.read(_MAX_CHECKPOINT_BYTES + 1)
+        if hashlib.sha256(there).hexdigest() != digest:
+            raise AuditChainBroken(f"{object_key} differs between {source.name} and "
+                                   f"{target.name}: run `archive audit verify`") from None
+        return False
+
+
+def store_checkpoint_token(stores, seq: int, token: bytes) -> str:
+    """Keep an RFC 3161 token over checkpoint ``seq``'s document next to it, in every
+    store (put-if-absent). The token is obtained by the caller (the core makes no HTTP
+    calls). An existing token is kept. Returns the key."""
+    object_key = checkpoint_token_key(seq)
+    digest = hashlib.sha256(token).hexdigest()
+    for store in stores:
+        with contextlib.suppress(ObjectExists):  # an existing token is kept
+            store.put(object_key, io.BytesIO(token), size=len(token), sha256=digest)
+    return object_key
+
+
+def read_checkpoint_token(store, seq: int) -> bytes | None:
+    """The stored token of checkpoint ``seq`` in ``store``, or None."""
+    try:
+        with store.open(checkpoint_token_key(seq)) as stream:
+            return stream.read(_MAX_TOKEN_BYTES)
+    except StorageError:
+        return None
+
+
+def read_checkpoint_document(store, checkpoint: Checkpoint) -> bytes | None:
+    """The stored bytes of ``checkpoint`` (what its RFC 3161 token covers)."""
+    try:
+        with store.open(checkpoint.key or checkpoint_key(checkpoint.seq)) as stream:
+            return stream.read(_MAX_CHECKPOINT_BYTES + 1)
+    except StorageError:
+        return None
+
+
+def _verify_since_latest_checkpoint(session: Session, stores, public: Ed25519PublicKey,
                                     head_seq: int, batch_size: int = 1000) -> None:
     """Before signing, re-check the entries a new checkpoint would vouch for.
 
@@ -224,11 +301,12 @@ def _verify_since_latest_checkpoint(session: Session, store, public: Ed25519Publ
     the segment before it is protected by that checkpoint. Raise AuditChainBroken on
     any break, so a checkpoint never signs a chain that was tampered with.
     """
-    keys = sorted(info.key for info in store.list(CHECKPOINT_PREFIX)
-                  if _CHECKPOINT_NAME.match(info.key))
+    found = sorted((info.key, n) for n, store in enumerate(stores)
+                   for info in store.list(CHECKPOINT_PREFIX)
+                   if _CHECKPOINT_NAME.match(info.key))
     start_seq, prev = 0, GENESIS_HASH
-    for object_key in reversed(keys):
-        cp = _read_checkpoint(store, object_key, public)
+    for object_key, n in reversed(found):
+        cp = _read_checkpoint(stores[n], object_key, public)
         if cp.signature_ok and cp.seq <= head_seq:
             at = session.execute(select(AuditEntry.entry_hash)
                                  .where(AuditEntry.seq == cp.seq)).scalar()
@@ -271,14 +349,66 @@ def load_checkpoints(store, public_key: Ed25519PublicKey) -> list[Checkpoint]:
     return sorted(found, key=lambda c: c.seq)
 
 
+@dataclass
+class CheckpointSet:
+    """The checkpoints of the primary and the backup store together (R-AUDIT-1).
+
+    ``checkpoints`` holds one per seq (a valid copy preferred), so a checkpoint
+    deleted or rewritten in one store is still used from the other. ``problems`` are
+    (code, message, target) for a checkpoint missing from the primary store or different
+    in the two stores; ``warnings`` name checkpoints not yet copied to the backup store.
+    ``found_in`` maps each seq to the stores holding it ("primary", "backup").
+    """
+
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    found_in: dict[int, list[str]] = field(default_factory=dict)
+
+
+def gather_checkpoints(store, backup_store, public_key: Ed25519PublicKey) -> CheckpointSet:
+    """The union of both stores' checkpoints, each compared with its copy."""
+    primary = {cp.seq: cp for cp in load_checkpoints(store, public_key)}
+    if backup_store is None:
+        return CheckpointSet(checkpoints=list(primary.values()),
+                             found_in={seq: ["primary"] for seq in primary})
+    backup = {cp.seq: cp for cp in load_checkpoints(backup_store, public_key)}
+    result = CheckpointSet()
+    for seq in sorted(set(primary) | set(backup)):
+        here, there = primary.get(seq), backup.get(seq)
+        result.found_in[seq] = [name for name, cp in (("primary", here), ("backup", there))
+                                if cp is not None]
+        if here is not None and there is not None:
+            if here.sha256 != there.sha256:
+                result.problems.append((
+                    "checkpoint_mismatch", f"checkpoint {seq} differs between the primary "
+                    f"store ({store.name}) and the backup store ({backup_store.name})",
+                    here.key))
+            chosen = here if here.signature_ok or not there.signature_ok else there
+        elif there is not None:
+            result.problems.append((
+                "checkpoint_missing", f"checkpoint {seq} is missing from the primary store "
+                f"({store.name}); the backup store ({backup_store.name}) has it", there.key))
+            chosen = there
+        else:
+            result.warnings.append(f"checkpoint {seq} is not in the backup store "
+                                   f"({backup_store.name}) yet: `archive audit checkpoint` "
+                                   "or the backup job copies it")
+            chosen = here
+        result.checkpoints.append(chosen)
+    return result
+
+
 def _read_checkpoint(store, object_key: str, public: Ed25519PublicKey) -> Checkpoint:
     named_seq = int(_CHECKPOINT_NAME.match(object_key).group(1))
+    sha256 = ""  # of the bytes read, once read
 
     def bad(reason: str, **known) -> Checkpoint:
         values = {"seq": named_seq, "entry_hash": "", "created_at": "", "key_id": "",
                   "signature": ""}
         values.update(known)
-        return Checkpoint(**values, key=object_key, signature_ok=False, error=reason)
+        return Checkpoint(**values, key=object_key, signature_ok=False, error=reason,
+                          sha256=sha256)
 
     try:
         with store.open(object_key) as stream:
@@ -287,11 +417,14 @@ def _read_checkpoint(store, object_key: str, public: Ed25519PublicKey) -> Checkp
         return bad(f"cannot be read: {exc.message}")
     if len(data) > _MAX_CHECKPOINT_BYTES:
         return bad("is too large to be a checkpoint")
+    sha256 = hashlib.sha256(data).hexdigest()
+
     try:
         doc = json.loads(data)
         checkpoint = Checkpoint(seq=int(doc["seq"]), entry_hash=str(doc["entry_hash"]),
                                 created_at=str(doc["created_at"]), key_id=str(doc["key_id"]),
-                                signature=str(doc["signature"]), key=object_key)
+                                signature=str(doc["signature"]), key=object_key,
+                                sha256=sha256)
         fmt = doc.get("format")
     except (ValueError, KeyError, TypeError):
         return bad("is not a valid checkpoint document")

@@ -11,7 +11,7 @@ from functools import cached_property
 from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
-from archive.errors import ArchiveError
+from archive.errors import ArchiveError, StorageError
 from archive.keys import load_system_key
 from archive.settings import Settings
 from archive.storage import ObjectStore, open_backup_store, open_store
@@ -36,10 +36,19 @@ class ArchiveInstance:
         return open_backup_store(self.settings)
 
     def checkpoint(self):
-        """Write a signed audit checkpoint to the store (skipped if nothing new)."""
+        """Write a signed audit checkpoint to the store and the backup store, when one
+        is configured (skipped if nothing new)."""
         key = load_system_key(self.settings.keys_dir)
+        try:
+            backup, unavailable = self.backup_store, None
+        except StorageError as exc:  # the primary store still gets its checkpoint
+            backup, unavailable = None, exc
         with self.catalog.unit_of_work() as session:
-            return audit.write_checkpoint(session, self.store, key, self.clock)
+            checkpoint = audit.write_checkpoint(session, self.store, key, self.clock,
+                                                backup_store=backup)
+        if unavailable is not None:
+            raise unavailable
+        return checkpoint
 
     def checkpoint_after_command(self) -> str | None:
         """Best-effort checkpoint after a command; returns a warning text on failure."""

@@ -10,7 +10,10 @@ the same log. If recording fails on a broken log (e.g. the head row was deleted)
 report is still printed, with the reason it was not recorded.
 
 ``checkpoint`` verifies first and refuses (exit 1) to sign a broken chain; it writes no
-audit entry (the checkpoint itself, kept in the object store, is its record).
+audit entry (the checkpoint itself, kept in the object store, is its record). Both keep
+to the checkpoints of the primary AND the backup store (``preservation.audit_checkpoints``):
+the checkpoint is written to both, with an RFC 3161 token when ``signatures.tsa_url`` is
+set, and ``verify`` uses the union of both stores' checkpoints and checks the tokens.
 """
 
 from __future__ import annotations
@@ -22,33 +25,16 @@ from archive.errors import ArchiveError
 from cli.context import EXIT_OK, EXIT_PROBLEM, emit, handle_errors, json_option
 
 
-def _settings():
-    return click.get_current_context().obj.settings
+def _instance():
+    return click.get_current_context().obj.instance
 
 
-def _open_store(settings):
-    from archive.storage import open_store
+def _run_verify(instance):
+    """Verify the chain against the checkpoints of both stores (primary and backup)
+    and their RFC 3161 tokens: (report, extra facts for the output)."""
+    from preservation.audit_checkpoints import verify_log
 
-    return open_store(settings)
-
-
-def _run_verify(settings):
-    """Verify the chain against the store's checkpoints: (catalog, key, store, report)."""
-    from archive.audit import load_checkpoints, verify
-    from archive.db import Catalog
-    from archive.keys import load_system_key
-
-    catalog = Catalog.from_settings(settings)
-    try:
-        key = load_system_key(settings.keys_dir)
-        store = _open_store(settings)
-        checkpoints = load_checkpoints(store, key.public_key())
-        with catalog.unit_of_work(snapshot=True) as session:
-            report = verify(session, checkpoints)
-    except BaseException:
-        catalog.dispose()
-        raise
-    return catalog, key, store, report
+    return verify_log(instance)
 
 
 def _human_report(data: dict) -> None:
@@ -81,8 +67,10 @@ def verify_cmd(as_json: bool) -> None:
     from archive.audit import append
     from archive.principal import Principal
 
-    catalog, _key, _store, report = _run_verify(_settings())
-    data = report.to_dict()
+    instance = _instance()
+    catalog = instance.catalog
+    report, extra = _run_verify(instance)
+    data = report.to_dict() | extra
     try:
         with catalog.unit_of_work() as session:
             entry = append(session, Principal.cli_operator(), "audit.verify", "audit_log",
@@ -96,8 +84,6 @@ def verify_cmd(as_json: bool) -> None:
             raise
         # The log is already known to be damaged: report, do not crash.
         data["not_recorded"] = getattr(exc, "message", None) or str(exc).splitlines()[0]
-    finally:
-        catalog.dispose()
     emit(data, as_json, _human_report)
     click.get_current_context().exit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
@@ -106,34 +92,39 @@ def verify_cmd(as_json: bool) -> None:
 @json_option
 @handle_errors
 def checkpoint_cmd(as_json: bool) -> None:
-    """Sign the current head of the chain and keep it in the object store."""
-    from archive.audit import write_checkpoint
+    """Sign the current head of the chain and keep it in the object store and the backup
+    store, with an RFC 3161 timestamp when signatures.tsa_url is set."""
+    from preservation.audit_checkpoints import write_checkpoint
 
-    catalog, key, store, report = _run_verify(_settings())
-    try:
-        if not report.ok:
-            data = report.to_dict()
-            data["checkpoint"] = None
-            emit(data, as_json, _human_report)
-            if not as_json:
-                click.echo("refusing to sign a checkpoint over a broken chain", err=True)
-            click.get_current_context().exit(EXIT_PROBLEM)
-        with catalog.unit_of_work(snapshot=True) as session:
-            checkpoint = write_checkpoint(session, store, key)
-    finally:
-        catalog.dispose()
+    instance = _instance()
+    report, extra = _run_verify(instance)
+    if not report.ok:
+        data = report.to_dict() | extra
+        data["checkpoint"] = None
+        emit(data, as_json, _human_report)
+        if not as_json:
+            click.echo("refusing to sign a checkpoint over a broken chain", err=True)
+        click.get_current_context().exit(EXIT_PROBLEM)
+    written = write_checkpoint(instance)
+    checkpoint = written["checkpoint"]
 
     def human(data: dict) -> None:
         cp = data["checkpoint"]
+        where = ", ".join(data["stores"])
         if cp is None:
             click.echo("audit log is empty: nothing to checkpoint")
         elif data["new"]:
-            click.echo(f"checkpoint written: entry {cp['seq']} -> {store.name}/{cp['key']}")
+            click.echo(f"checkpoint written: entry {cp['seq']} -> {cp['key']} ({where})")
         else:
-            click.echo(f"checkpoint for entry {cp['seq']} already exists: {cp['key']}")
+            click.echo(f"checkpoint for entry {cp['seq']} already exists: {cp['key']} "
+                       f"({where})")
+        if data["timestamp"]:
+            click.echo(f"timestamped by {data['timestamp']['tsa']} at "
+                       f"{data['timestamp']['time']}")
 
     emit({"checkpoint": checkpoint.to_dict() if checkpoint else None,
-          "new": bool(checkpoint and checkpoint.new)}, as_json, human)
+          "new": bool(checkpoint and checkpoint.new), "stores": written["stores"],
+          "timestamp": written["token"]}, as_json, human)
 
 
 COMMANDS = [audit]

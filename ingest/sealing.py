@@ -11,12 +11,14 @@ carries the sealing and unsealing events (R-HIST-1).
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from asn1crypto import x509 as asn1_x509
 
 from archive.errors import ArchiveError
 from archive.principal import Principal
 from ingest.signatures import TrustConfig
-from ingest.timestamps import HttpTimestamper, verify_token
+from ingest.timestamps import DIGEST, HttpTimestamper, verify_token
 
 
 class SealTimestamps:
@@ -38,18 +40,18 @@ class SealTimestamps:
                            TrustConfig.from_settings(self.settings.signatures).trust_roots]
         return self._roots
 
-    def stamp(self, data: bytes) -> dict:
+    def stamp(self, data: bytes, algorithm: str = DIGEST) -> dict:
         """A verified token over ``data``: {"token": DER bytes, "info": dict}."""
         if self._stamper is None:
             section = self.settings.signatures
             self._stamper = HttpTimestamper(section.tsa_url, timeout=section.fetch_timeout)
-        token = self._stamper.timestamp(data)
+        token = self._stamper.timestamp(data, algorithm)
         return {"token": token, "info": verify_token(token, data, self._trust_roots()).to_dict()}
 
-    def check(self, token: bytes, data: bytes) -> dict:
-        """The stored token's details; raises IntegrityError when it does not cover
-        ``data`` or its signature is broken."""
-        return verify_token(token, data, self._trust_roots()).to_dict()
+    def check(self, token: bytes, data: bytes, at: datetime | None = None) -> dict:
+        """The stored token's details (validated as at ``at``, default now); raises
+        IntegrityError when it does not cover ``data`` or its signature is broken."""
+        return verify_token(token, data, self._trust_roots(), at=at).to_dict()
 
     def close(self) -> None:
         if self._stamper is not None:

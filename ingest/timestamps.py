@@ -48,7 +48,7 @@ class TokenInfo:
 class Timestamper(Protocol):
     name: str
 
-    def timestamp(self, data: bytes) -> bytes:
+    def timestamp(self, data: bytes, algorithm: str = DIGEST) -> bytes:
         """A DER-encoded RFC 3161 token (CMS ContentInfo) over ``data``."""
         ...
 
@@ -61,11 +61,12 @@ class _PyHankoTimestamper:
         self._loop = asyncio.new_event_loop()
         self.name = name
 
-    def timestamp(self, data: bytes) -> bytes:
-        digest = hashlib.new(DIGEST, data).digest()
+    def timestamp(self, data: bytes, algorithm: str = DIGEST) -> bytes:
+        """A token whose message imprint is ``algorithm`` (e.g. sha512 for renewals)."""
+        digest = hashlib.new(algorithm, data).digest()
         try:
             token = self._loop.run_until_complete(
-                self._stamper.async_timestamp(digest, DIGEST))
+                self._stamper.async_timestamp(digest, algorithm))
         except (TimeoutError, TimestampRequestError, OSError, aiohttp.ClientError) as exc:
             raise TimestampUnavailable(f"timestamp authority {self.name} failed: {exc}") \
                 from exc

@@ -521,6 +521,7 @@ def test_cli_verify_and_checkpoint(catalog, tmp_path):
     data_dir = tmp_path / "data"
     generate_system_key(data_dir / "keys")
     (data_dir / "objects").mkdir(parents=True)
+    (data_dir / "backup").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVE_")}
     env.update(ARCHIVE_DATABASE__URL=catalog.url, ARCHIVE_ARCHIVE__DATA_DIR=str(data_dir))
     runner = CliRunner()
@@ -531,7 +532,7 @@ def test_cli_verify_and_checkpoint(catalog, tmp_path):
         return result.exit_code, json.loads(result.stdout), result
 
     code, data, _ = run("checkpoint")
-    assert code == 0 and data == {"checkpoint": None, "new": False}
+    assert code == 0 and data["checkpoint"] is None and data["new"] is False
     fill(catalog, 12)
     code, data, _ = run("checkpoint")
     assert code == 0 and data["new"] and data["checkpoint"]["seq"] == 12
