@@ -33,7 +33,7 @@ _COMMAND_MODULES = ("cli.admin", "cli.bag", "cli.ingest", "cli.records", "cli.fi
                     "cli.revocation", "cli.notifications", "cli.seals", "cli.renditions",
                     "cli.amendments", "cli.digitisation",
                     # preservation (#6)
-                    "cli.backup", "cli.jobs")
+                    "cli.backup", "cli.retention", "cli.destruction", "cli.jobs")
 
 
 def _register() -> None:
