@@ -92,6 +92,7 @@ def create_app(instance: ArchiveInstance, *, config: dict | None = None) -> Flas
     from access.api import api
 
     lifecycle.load()  # adds the lifecycle routes to the api and web blueprints (#5)
+    from access import jobs  # noqa: F401 - adds the job runs' routes (#6, R-SCHED-1)
 
     metrics.init_app(app)
     app.register_blueprint(ops.bp)

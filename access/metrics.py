@@ -7,6 +7,7 @@ counts and latencies by endpoint and status; catalog gauges are read at scrape t
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from flask import Flask, g, request
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 
 from archive.errors import ArchiveError
 from archive.models import PackageVersion, Record
+from preservation.runner import last_runs
 
 REQUESTS = "archive_http_requests"
 LATENCY = "archive_http_request_duration_seconds"
@@ -55,6 +57,12 @@ class CatalogCollector:
         failing = GaugeMetricFamily("archive_packages_fixity_failing",
                                     "Stored packages whose last fixity check failed")
         up = GaugeMetricFamily("archive_catalog_up", "1 when the catalog answers")
+        job_last = GaugeMetricFamily("archive_job_last_run_timestamp",
+                                     "Start of the last finished run of each job (Unix time)",
+                                     labels=["job"])
+        job_failed = GaugeMetricFamily("archive_job_last_run_failed",
+                                       "1 when the last finished run of the job failed",
+                                       labels=["job"])
         try:
             with self.instance.catalog.unit_of_work(snapshot=True) as session:
                 for status, count in session.execute(
@@ -63,9 +71,16 @@ class CatalogCollector:
                 failing.add_metric([], session.scalar(
                     select(func.count()).select_from(PackageVersion)
                     .where(PackageVersion.last_fixity_outcome == "failed")) or 0)
+                for job, info in last_runs(session).items():
+                    if info.get("started_at"):
+                        job_last.add_metric([job], datetime.fromisoformat(
+                            info["started_at"]).timestamp())
+                        job_failed.add_metric([job], int(info["status"] == "failed"))
             up.add_metric([], 1)
         except ArchiveError:
             up.add_metric([], 0)
         yield up
         yield records
         yield failing
+        yield job_last
+        yield job_failed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from access import lifecycle
+from access import jobs, lifecycle
 from archive import __version__ as VERSION
 
 _STR = {"type": "string"}
@@ -223,14 +223,15 @@ def document() -> dict:
                                 "log (R-AUDIT-1)."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": {**paths, **lifecycle.openapi_paths()},
+        "paths": {**paths, **lifecycle.openapi_paths(), **jobs.OPENAPI_PATHS},
         "components": {"securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "API token of an organisation or system "
                                       "(archive tokens create)"},
             "session": {"type": "apiKey", "in": "cookie", "name": "kls_session",
                         "description": "Browser session (web login)"}},
-            "schemas": {**_schemas(), **lifecycle.openapi_schemas()}},
+            "schemas": {**_schemas(), **lifecycle.openapi_schemas(),
+                        **jobs.OPENAPI_SCHEMAS}},
     }
 
 

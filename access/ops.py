@@ -29,6 +29,13 @@ def _last_runs(session) -> dict:
                       "packages_failing": failed or 0}
     last_entry = session.scalar(select(func.max(AuditEntry.occurred_at)))
     runs["audit_log"] = {"last_entry_at": last_entry.isoformat() if last_entry else None}
+    # R-SCHED-1 / R-INCIDENT-1: each job's last run, and failed runs not followed by a
+    # successful run of the same job (an alert until then).
+    from preservation.runner import last_runs
+
+    runs["runs"] = last_runs(session)
+    runs["failing"] = sorted(job for job, info in runs["runs"].items()
+                             if info.get("failed_since_ok"))
     return runs
 
 
@@ -63,9 +70,12 @@ def healthz():
         checks["storage"] = {"ok": False, "error": exc.message}
         status = 503
     failing = checks.get("jobs", {}).get("fixity", {}).get("packages_failing", 0)
+    failed_jobs = checks.get("jobs", {}).get("failing", [])
     state = "ok" if status == 200 else "unavailable"
-    if status == 200 and failing:
-        state = "degraded"  # R-INCIDENT-1: damaged packages are an incident
+    if status == 200 and (failing or failed_jobs):
+        # R-INCIDENT-1: damaged packages and failed job runs are incidents; still 200
+        # (the archive serves), the monitor alerts on "degraded" (docs/operations.md).
+        state = "degraded"
     return jsonify({"status": state, "checks": checks}), status
 
 

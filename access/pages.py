@@ -56,6 +56,9 @@ def _page_context():
             # The seal list is for those who seal or audit (archive.sealing.list_seals).
             ("web.seals_page", bool({policy.SEAL, policy.AUDIT_READ}
                                     & policy.allowed_actions(principal)), _l("Seals")),
+            # Job runs (R-SCHED-1): auditors and administrators (preservation.runner).
+            ("web.jobs_page", bool({policy.AUDIT_READ, policy.CONFIG_MANAGE}
+                                   & policy.allowed_actions(principal)), _l("Jobs")),
             ("web.audit", may(policy.AUDIT_READ), _l("Audit log")))
         nav = [(endpoint, str(text)) for endpoint, shown, text in entries if shown]
     return {"nav": nav, "L": labels, "DISPLAY_ZONE": "UTC+7"}

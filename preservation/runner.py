@@ -632,8 +632,7 @@ def run_now(instance, job_name: str, *, trigger: str = "manual",
 
 def may_see_runs(principal: Principal) -> bool:
     """Auditors and administrators (audit.read or config.manage) see job runs."""
-    return any(policy.decide(principal, action).allowed
-               for action in (policy.AUDIT_READ, policy.CONFIG_MANAGE))
+    return bool({policy.AUDIT_READ, policy.CONFIG_MANAGE} & policy.allowed_actions(principal))
 
 
 def _require_runs(principal: Principal, client: str) -> None:
