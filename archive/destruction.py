@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, selectinload
 from archive import audit, policy
 from archive.clock import Clock, SystemClock
 from archive.destruction_register import register_entries, register_export
-from archive.errors import AccessDenied, InputError, NotFound, Refused
+from archive.errors import AccessDenied, InputError, NotFound
 from archive.models import Agent, DestructionItem, DestructionList, Record, Seal, SealRecord
 from archive.principal import Principal
-from archive.retention import _when, clean_text, due_records, is_due
+from archive.retention import _when, clean_text, due_records, is_due, refused
 
 __all__ = ["DestructionListView", "ItemView", "add_item", "approve", "cancel", "get_list",
            "list_lists", "propose", "register_entries", "register_export", "remove_item"]
@@ -245,7 +245,7 @@ def propose(catalog, principal: Principal, *, today: date | None = None, reason:
                 if why == "no such record":
                     raise NotFound(f"no record with id {rid!r}")
                 if why is not None:
-                    raise _refused(principal, "destruction.propose", f"record:{rid}",
+                    raise refused(principal, "destruction.propose", f"record:{rid}",
                                    client, f"record {rid} is not due for destruction: {why}")
             due = due_records(session, today, record_ids=wanted)
         else:
@@ -276,15 +276,6 @@ def propose(catalog, principal: Principal, *, today: date | None = None, reason:
         return view(session, row, items=len(due) <= 1000)
 
 
-def _refused(principal: Principal, action: str, target: str, client: str, message: str
-             ) -> Refused:
-    exc = Refused(message)
-    exc.audit_after_rollback = {"principal": principal, "action": action, "target": target,
-                                "outcome": "refused", "client": client,
-                                "detail": {"reason": message}}
-    return exc
-
-
 # ---- review -------------------------------------------------------------------------------
 
 
@@ -292,7 +283,7 @@ def _editable(session: Session, principal: Principal, list_id: str, action: str,
               client: str) -> DestructionList:
     row = _list_row(session, principal, list_id, action, client, lock=True)
     if row.status != "proposed":
-        raise _refused(principal, action, f"destruction:{row.id}", client,
+        raise refused(principal, action, f"destruction:{row.id}", client,
                        f"destruction list {row.id} is {row.status}: only a proposed list "
                        "is reviewed")
     return row
@@ -354,7 +345,7 @@ def add_item(catalog, principal: Principal, list_id: str, record_id: str, *, not
         if why == "no such record":
             raise NotFound(f"no record with id {record_id!r}")
         if why is not None:
-            raise _refused(principal, "destruction.item_add", f"destruction:{row.id}", client,
+            raise refused(principal, "destruction.item_add", f"destruction:{row.id}", client,
                            f"record {record_id} is not due for destruction: {why}")
         policy.require(principal, policy.PROPOSE_DESTRUCTION,
                        _facts(session, [record_id])[record_id], client=client)
@@ -417,13 +408,13 @@ def approve(catalog, principal: Principal, list_id: str, *, approving_body: str,
                                    "a person who edited the destruction list may not "
                                    "approve it", client=client)
         if row.status != "proposed":
-            raise _refused(principal, policy.APPROVE_DESTRUCTION, target, client,
+            raise refused(principal, policy.APPROVE_DESTRUCTION, target, client,
                            f"destruction list {row.id} is {row.status}: only a proposed "
                            "list is approved")
         listed = list(session.scalars(select(DestructionItem.record_id).where(
             DestructionItem.list_id == row.id, DestructionItem.status == "listed")))
         if not listed:
-            raise _refused(principal, policy.APPROVE_DESTRUCTION, target, client,
+            raise refused(principal, policy.APPROVE_DESTRUCTION, target, client,
                            f"destruction list {row.id} has no listed record")
         facts = _facts(session, listed)
         for rid in listed:
@@ -466,7 +457,7 @@ def cancel(catalog, principal: Principal, list_id: str, *, reason: str,
                                "only an archivist or an approver with a strong login (or "
                                "the operator) cancels a destruction list", client=client)
         if row.status not in ("proposed", "approved"):
-            raise _refused(principal, "destruction.cancel", target, client,
+            raise refused(principal, "destruction.cancel", target, client,
                            f"destruction list {row.id} is {row.status}: it cannot be "
                            "cancelled")
         row.status = "cancelled"

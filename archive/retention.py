@@ -208,10 +208,10 @@ def extend_retention(catalog, principal: Principal, record_id: str, *,
                        client=client)
         previous = record.retention_until
         if previous is None:
-            raise _refused(principal, "retention.extend", target, client,
+            raise refused(principal, "retention.extend", target, client,
                            f"record {record_id} is already kept permanently")
         if until is not None and until <= previous:
-            raise _refused(principal, "retention.extend", target, client,
+            raise refused(principal, "retention.extend", target, client,
                            f"retention may only be extended: {until.isoformat()} is not "
                            f"later than the current {previous.isoformat()}")
         row = RetentionExtension(id=str(uuid.uuid4()), record_id=record.id,
@@ -236,7 +236,7 @@ def extend_retention(catalog, principal: Principal, record_id: str, *,
         return ExtensionView.of(row)
 
 
-def _refused(principal: Principal, action: str, target: str, client: str, message: str
+def refused(principal: Principal, action: str, target: str, client: str, message: str
              ) -> Refused:
     """A rule's refusal (exit 3), audited after the rollback."""
     exc = Refused(message)
@@ -301,7 +301,7 @@ def release_hold(catalog, principal: Principal, hold_id: str, *, reason: str,
         record = _record(session, principal, row.record_id, "record.hold_release", client)
         policy.require(principal, policy.HOLD, policy.facts_of(record), client=client)
         if row.released_at is not None:
-            raise _refused(principal, "record.hold_release", target, client,
+            raise refused(principal, "record.hold_release", target, client,
                            f"hold {row.id} was already released")
         row.released_at = now
         row.released_by = str(principal)
