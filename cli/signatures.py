@@ -92,6 +92,37 @@ def revalidate(record_id: str, as_json: bool) -> None:
     sys.exit(EXIT_OK if report.ok else EXIT_PROBLEM)
 
 
+@signatures.command("timestamps")
+@click.argument("record_id")
+@json_option
+@handle_errors
+def timestamps(record_id: str, as_json: bool) -> None:
+    """Show RECORD_ID's chain of archive timestamps (RFC 3161) and check every link
+    offline: each token over its input, each renewal holding the previous token, the
+    first covering the AIP's manifest (R-TS-1). Exit 0 intact, 1 a broken link."""
+    from preservation.timestamp_renewal import verify_chain
+
+    _silence_pyhanko()
+    instance = click.get_current_context().obj.instance
+    report = verify_chain(instance, record_id, client="cli")
+
+    def human(d: dict) -> None:
+        click.echo(f"archive timestamps of {d['record_id']}: "
+                   f"{'INTACT' if d['ok'] else 'BROKEN'}")
+        for chain in d["chains"]:
+            for n, link in enumerate(chain["links"]):
+                mark = "ok" if link["ok"] else "BAD"
+                click.echo(f"  {n}. [{mark}] {link['source']:<7} {link['gen_time']} "
+                           f"{link['hash_algorithm']}  {link['key']}")
+                click.echo(f"       TSA certificate expires "
+                           f"{link['tsa_certificate_expires'] or '?'}; {link['tsa'] or ''}")
+        for problem in d["problems"]:
+            click.echo(f"  - {problem}")
+
+    emit(report, as_json, human)
+    sys.exit(EXIT_OK if report["ok"] else EXIT_PROBLEM)
+
+
 def _print_report(d: dict) -> None:
     click.echo(f"verdict: {d['verdict'].upper()}  ({d['source']}, {d['size']} bytes, "
                f"sha256 {d['sha256'][:16]}…)")
