@@ -21,8 +21,7 @@ from tests.test_fixity import _ingest, _read
 JOB_PRINCIPAL = Principal.system("job:backup")
 
 
-@pytest.fixture
-def backed_up(archive_env, request):
+def with_backup_store(archive_env, request):
     """``archive_env`` with its backup store: the default local folder, or a second
     SeaweedFS bucket for the S3 configuration."""
     if archive_env.name == "s3-postgresql":
@@ -35,6 +34,11 @@ def backed_up(archive_env, request):
             "ARCHIVE_BACKUP__S3_SECRET_KEY": seaweed.secret_key,
         })
     return archive_env
+
+
+@pytest.fixture
+def backed_up(archive_env, request):
+    return with_backup_store(archive_env, request)
 
 
 def raw_backup_rewrite(aenv, key: str, data: bytes) -> None:
