@@ -18,15 +18,19 @@ escrow first, docs/recovery.md). Then, in order:
    covers, copied from the backup store to the primary store; each copy is checked
    against the catalog's digests (and those of the backup copy rows) as it is written.
    Objects of destroyed records are never brought back. Checkpoints newer than the
-   backup are left in the backup store and reported: they prove how many audit entries
-   were written after the backup (what was lost);
+   backup prove how many audit entries were written after it (what was lost): they are
+   reported and moved aside, verified, to ``audit/superseded/<backup>/`` in the backup
+   store, where they stay as evidence without contradicting the restored chain;
 4. ``archive.audit.verify`` with the restored checkpoints; the restore is recorded as a
    ``backup.restore`` audit entry after it; then a full fixity check of every package.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -76,7 +80,9 @@ from preservation.catalog_backup import (
     run_program,
 )
 
-_CHECKPOINT = audit._CHECKPOINT_NAME  # noqa: SLF001 - the one definition of the name
+# A checkpoint and whatever is stored beside it (its RFC 3161 token): by sequence number.
+_CHECKPOINT = re.compile(r"^audit/checkpoints/(\d{12})(?:\.[A-Za-z0-9.]+)$")
+SUPERSEDED_PREFIX = "audit/superseded/"
 
 
 class TargetNotEmpty(Refused):
@@ -292,6 +298,7 @@ def _restore_rest(settings, catalog, source, primary, public, principal, manifes
         _check_key_folders(settings, encrypted, report)
 
     # Checkpoints: those the restored chain covers come back; newer ones prove a loss.
+    newer: list[str] = []
     for info in source.list(audit.CHECKPOINT_PREFIX):
         match = _CHECKPOINT.match(info.key)
         if not match:
@@ -300,7 +307,9 @@ def _restore_rest(settings, catalog, source, primary, public, principal, manifes
         if seq <= head.seq:
             objects.setdefault(info.key, _Object(info.key, "checkpoint"))
         else:
-            report.newer_checkpoints.append(seq)
+            newer.append(info.key)
+            if info.key.endswith(".json"):
+                report.newer_checkpoints.append(seq)
     report.newer_checkpoints.sort()
     if report.newer_checkpoints:
         report.entries_known_lost = report.newer_checkpoints[-1] - head.seq
@@ -313,6 +322,9 @@ def _restore_rest(settings, catalog, source, primary, public, principal, manifes
     phase = time.monotonic()
     _copy_objects(settings, source, primary, list(objects.values()), report, progress)
     report.phase_seconds["objects"] = round(time.monotonic() - phase, 3)
+
+    if newer and report.ok:
+        _move_aside(source, newer, report)
 
     phase = time.monotonic()
     checkpoints = audit.load_checkpoints(primary, public)
@@ -331,6 +343,7 @@ def _restore_rest(settings, catalog, source, primary, public, principal, manifes
                     "objects": report.objects, "bytes": report.bytes,
                     "audit_seq": report.audit_seq,
                     "entries_known_lost": report.entries_known_lost,
+                    "checkpoints_moved_aside": report.newer_checkpoints,
                     "problems": report.problems[:20]})
     report.recorded_as = entry.seq
     report.phase_seconds["audit"] = round(time.monotonic() - phase, 3)
@@ -506,3 +519,24 @@ def _copy_objects(settings, source, primary, objects: list[_Object], report: Res
                     report.unverified_objects += 1
             if progress:
                 progress("objects", done, total)
+
+
+def _move_aside(source, keys: list[str], report: RestoreReport) -> None:
+    """Keep the lost timeline's checkpoints as evidence under ``audit/superseded/<backup>/``
+    in the backup store: left in place, they would contradict the restored chain as it
+    grows (the same sequence numbers with other hashes). Copied and verified first."""
+    for key in keys:
+        target = f"{SUPERSEDED_PREFIX}{report.backup}/{key.rsplit('/', 1)[-1]}"
+        try:
+            with source.open(key) as stream:
+                data = stream.read()
+            sha = hash_stream(io.BytesIO(data), ("sha256",))[1]["sha256"]
+            with contextlib.suppress(ObjectExists):  # moved by an earlier attempt
+                source.put(target, io.BytesIO(data), size=len(data), sha256=sha)
+            verify_stored_object(source, target, len(data), {"sha256": sha})
+            source.delete(key)
+        except ArchiveError as exc:
+            report.problems.append(f"checkpoint {key} of the lost entries could not be moved "
+                                   f"aside in the backup store: {exc.message}")
+    report.warnings.append(f"{len(keys)} checkpoint objects of the lost entries were moved "
+                           f"to {SUPERSEDED_PREFIX}{report.backup}/ in the backup store")
