@@ -23,7 +23,7 @@ from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
 from archive.errors import ArchiveError, Refused
-from archive.models import PackageVersion, Rendition, Seal
+from archive.models import PackageVersion, Record, Rendition, Seal
 from archive.principal import Principal
 from archive.settings import Settings
 from archive.storage import ObjectStore
@@ -64,10 +64,14 @@ def sweep_storage(settings: Settings, catalog: Catalog, store: ObjectStore,
     listed = [info for prefix in SWEPT_PREFIXES for info in store.list(prefix)]
     with catalog.unit_of_work(snapshot=True) as session:
         registered = _registered(session)
+        # A destroyed record's packages are gone on purpose (R-DESTROY-1): not missing.
+        destroyed = set(session.scalars(
+            select(PackageVersion.storage_key).join(Record)
+            .where(Record.status == "destroyed")))
     report.objects_seen = len(listed)
     listed_keys = {info.key for info in listed}
     report.missing = sorted(k for k in registered if k.startswith(AIP_PREFIX)
-                            and k not in listed_keys)
+                            and k not in listed_keys and k not in destroyed)
 
     for info in listed:
         if _is_registered(info.key, registered):

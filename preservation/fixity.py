@@ -19,7 +19,7 @@ from sqlalchemy.orm import selectinload
 from archive import audit
 from archive.clock import Clock, SystemClock
 from archive.db import Catalog
-from archive.errors import NotFound
+from archive.errors import NotFound, Refused
 from archive.fixity import PackageCheck, check_package
 from archive.models import Event, PackageVersion, Record
 from archive.principal import Principal
@@ -158,11 +158,19 @@ def load_package_jobs(catalog: Catalog, record_ids: Iterable[str] | None = None,
                  .options(selectinload(PackageVersion.files))
                  .order_by(PackageVersion.record_id, PackageVersion.version))
         wanted = None
+        destroyed: set[str] = set()
         if record_ids is not None:
             wanted = list(dict.fromkeys(record_ids))
             query = query.where(PackageVersion.record_id.in_(wanted))
+            destroyed = set(session.scalars(select(Record.id).where(
+                Record.id.in_(wanted), Record.status == "destroyed")))
+        # A destroyed record has no bytes left by design (R-DESTROY-1): nothing to check.
+        query = query.where(Record.status != "destroyed")
         jobs = [_job(v, number) for v, number in session.execute(query)]
     if wanted is not None:
+        if destroyed:
+            raise Refused("destroyed records have no stored bytes to check: "
+                              + ", ".join(sorted(destroyed)))
         missing = sorted(set(wanted) - {j.record_id for j in jobs})
         if missing:
             raise NotFound("no such record: " + ", ".join(missing))
@@ -179,7 +187,9 @@ def count_packages(catalog: Catalog, record_ids: Iterable[str] | None) -> int:
     from sqlalchemy import func
 
     with catalog.unit_of_work(snapshot=True) as session:
-        query = select(func.count()).select_from(PackageVersion)
+        query = (select(func.count()).select_from(PackageVersion)
+                 .join(Record, Record.id == PackageVersion.record_id)
+                 .where(Record.status != "destroyed"))
         if record_ids is not None:
             query = query.where(PackageVersion.record_id.in_(list(record_ids)))
         return session.scalar(query) or 0
