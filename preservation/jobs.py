@@ -38,7 +38,10 @@ def audit_checkpoint(instance: ArchiveInstance) -> None:
 
 
 def _write_checkpoint(instance: ArchiveInstance) -> bool:
-    checkpoint = instance.checkpoint()
+    # Both stores, and an RFC 3161 token when signatures.tsa_url is set (R-AUDIT-1).
+    from preservation.audit_checkpoints import write_checkpoint
+
+    checkpoint = write_checkpoint(instance)["checkpoint"]
     written = checkpoint is not None and checkpoint.new
     if written:
         log.info("audit checkpoint written at entry %s", checkpoint.seq)
