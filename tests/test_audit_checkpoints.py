@@ -20,15 +20,6 @@ from tests.test_audit import rehash_from, tamper
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture
-def tsa_env(archive_env, pki):
-    archive_env.env.update({
-        "ARCHIVE_SIGNATURES__TRUST_ROOTS": json.dumps([str(pki.trust_roots_path)]),
-        "ARCHIVE_SIGNATURES__TSA_URL": pki.tsa_url,
-    })
-    return archive_env
-
-
 def _checkpoint(aenv) -> dict:
     data = aenv.json("audit", "checkpoint")
     assert data["checkpoint"] is not None

@@ -21,15 +21,6 @@ from tests.conftest import ORG
 pytestmark = pytest.mark.services
 
 
-@pytest.fixture
-def tsa_env(archive_env, pki):
-    archive_env.env.update({
-        "ARCHIVE_SIGNATURES__TRUST_ROOTS": json.dumps([str(pki.trust_roots_path)]),
-        "ARCHIVE_SIGNATURES__TSA_URL": pki.tsa_url,
-    })
-    return archive_env
-
-
 def _ingest(aenv, name: str, tsa_url: str) -> str:
     aenv.env["ARCHIVE_SIGNATURES__TSA_URL"] = tsa_url
     path = aenv.sample(f"{name}.pdf", text=name, number_symbol=f"{name}-QĐ/TU",
