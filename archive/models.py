@@ -662,7 +662,9 @@ class BackupCopy(Base):
     last_outcome: Mapped[str | None] = mapped_column(String(16))  # ok | failed | missing
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # destruction
 
-    __table_args__ = (UniqueConstraint("store", "object_key"),)
+    __table_args__ = (UniqueConstraint("store", "object_key"),
+                      # the fixity cycle audits the least recently verified copies first
+                      Index("ix_backup_copies_store_verified", "store", "last_verified_at"))
 
 
 class RetentionExtension(Base):
