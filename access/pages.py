@@ -56,6 +56,9 @@ def _page_context():
             # The seal list is for those who seal or audit (archive.sealing.list_seals).
             ("web.seals_page", bool({policy.SEAL, policy.AUDIT_READ}
                                     & policy.allowed_actions(principal)), _l("Seals")),
+            # Destruction lists and the register (R-DESTROY-1/2): archivists, approvers,
+            # inspectors and auditors.
+            ("web.destruction_page", may(policy.REGISTER_READ), _l("Destruction")),
             # Job runs (R-SCHED-1): auditors and administrators (preservation.runner).
             ("web.jobs_page", bool({policy.AUDIT_READ, policy.CONFIG_MANAGE}
                                    & policy.allowed_actions(principal)), _l("Jobs")),

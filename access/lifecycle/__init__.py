@@ -19,7 +19,7 @@ from types import ModuleType
 from typing import Any
 
 FEATURES = ("revocation", "notifications", "seals", "renditions", "amendments",
-            "digitisation")
+            "digitisation", "destruction")
 
 
 @dataclass(frozen=True)
