@@ -43,7 +43,16 @@ from archive.audit import CHECKPOINT_PREFIX
 from archive.digests import hash_stream
 from archive.errors import ArchiveError, FixityMismatch, ObjectExists, SizeMismatch
 from archive.fixity import verify_stored_object
-from archive.models import BackupCopy, PackageVersion, Record, Rendition, Seal, Submission
+from archive.models import (
+    ArchiveTimestamp,
+    BackupCopy,
+    Draft,
+    PackageVersion,
+    Record,
+    Rendition,
+    Seal,
+    Submission,
+)
 from archive.principal import Principal
 from preservation.jobspec import JobContext, JobSpec
 
@@ -63,6 +72,11 @@ def _missing(store_name: str, key_column):
     """No backup_copies row of ``store_name`` for the key in ``key_column``."""
     return ~exists().where(and_(BackupCopy.store == store_name,
                                 BackupCopy.object_key == key_column))
+
+
+def _has_copy(session, store_name: str, key: str) -> bool:
+    return session.scalar(select(BackupCopy.id).where(
+        BackupCopy.store == store_name, BackupCopy.object_key == key)) is not None
 
 
 def plan(ctx: JobContext, params: dict) -> list[dict]:
@@ -89,6 +103,21 @@ def plan(ctx: JobContext, params: dict) -> list[dict]:
             select(Submission.report_key)
             .where(Submission.report_key.is_not(None), _missing(name, Submission.report_key))
             .order_by(Submission.received_at, Submission.id))]
+        # Renewed archive timestamps (R-TS-1): the token and the input it covers.
+        for token_key, input_key, rid in session.execute(
+                select(ArchiveTimestamp.object_key, ArchiveTimestamp.member,
+                       ArchiveTimestamp.record_id)
+                .join(Record, Record.id == ArchiveTimestamp.record_id)
+                .where(ArchiveTimestamp.source == "renewal", Record.status != DESTROYED)
+                .order_by(ArchiveTimestamp.created_at, ArchiveTimestamp.id)):
+            items += [["timestamp", key, rid] for key in (input_key, token_key)
+                      if key and not _has_copy(session, name, key)]
+        # Staged files of drafts still being prepared (R-AMEND-1).
+        items += [["draft", key, None] for key in session.scalars(
+            select(Draft.file_key)
+            .where(Draft.status == "draft", Draft.file_key.is_not(None),
+                   _missing(name, Draft.file_key))
+            .order_by(Draft.created_at, Draft.id))]
         seal_ids = list(session.scalars(select(Seal.id).order_by(Seal.sealed_at, Seal.id)))
         copied = set(session.scalars(
             select(BackupCopy.object_key).where(BackupCopy.store == name,
@@ -115,6 +144,16 @@ def _expected(session, kind: str, key: str) -> tuple[int | None, dict | None]:
         row = session.execute(select(Rendition.size, Rendition.sha256)
                               .where(Rendition.storage_key == key)).first()
         return (row.size, {"sha256": row.sha256}) if row else (None, None)
+    if kind == "timestamp":
+        row = session.execute(select(ArchiveTimestamp.token_sha256)
+                              .where(ArchiveTimestamp.object_key == key)).first()
+        if row is None:
+            row = session.execute(select(ArchiveTimestamp.covers_sha256)
+                                  .where(ArchiveTimestamp.member == key)).first()
+        return (None, {"sha256": row[0]}) if row else (None, None)
+    if kind == "draft":
+        digest = session.scalar(select(Draft.file_sha256).where(Draft.file_key == key))
+        return None, ({"sha256": digest} if digest else None)
     if kind == "seal" and key.endswith("/manifest.json"):
         digest = session.scalar(select(Seal.manifest_sha256).where(Seal.manifest_key == key))
         return None, ({"sha256": digest} if digest else None)

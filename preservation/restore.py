@@ -437,10 +437,15 @@ def _referenced_objects(session) -> dict[str, _Object]:
     for (key,) in session.execute(select(Submission.report_key)
                                   .where(Submission.report_key.is_not(None))):
         found[key] = _Object(key, "report")
-    for (key,) in session.execute(select(ArchiveTimestamp.object_key)
-                                  .where(ArchiveTimestamp.source == "renewal",
-                                         ArchiveTimestamp.record_id.in_(live))):
-        found.setdefault(key, _Object(key, "timestamp"))
+    for key, token_sha, input_key, input_sha in session.execute(
+            select(ArchiveTimestamp.object_key, ArchiveTimestamp.token_sha256,
+                   ArchiveTimestamp.member, ArchiveTimestamp.covers_sha256)
+            .where(ArchiveTimestamp.source == "renewal",
+                   ArchiveTimestamp.record_id.in_(live))):
+        found.setdefault(key, _Object(key, "timestamp", None, {"sha256": token_sha}))
+        if input_key:
+            found.setdefault(input_key, _Object(input_key, "timestamp", None,
+                                                {"sha256": input_sha}))
     for key, sha in session.execute(select(Draft.file_key, Draft.file_sha256)
                                     .where(Draft.status == "draft",
                                            Draft.file_key.is_not(None))):

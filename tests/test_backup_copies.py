@@ -220,3 +220,43 @@ def test_job_finish_backs_up_the_catalog(local_archive):
     extra = backup_job.finish(ctx, {})
     assert extra == {"catalog_backups": 1}, ctx.alerts
     assert [i.key for i in instance.backup_store.list("catalog/")]
+
+
+def test_renewed_timestamps_and_draft_files_are_copied_against_catalog_digests(backed_up):
+    """R-TS-1, R-AMEND-1: a renewal's input and token (``timestamps/``) and a draft's
+    staged file are backed up too, each checked against the digest the catalog holds;
+    a renewal object whose bytes differ from the catalog's digest is not registered."""
+    import hashlib
+    import io
+    import uuid
+    from datetime import UTC, datetime
+
+    from archive.models import ArchiveTimestamp, Draft
+
+    (rid,) = _ingest(backed_up, 1)
+    instance = backed_up.instance()
+    now = datetime.now(UTC)
+    blobs = {f"timestamps/{rid}/1.json": b'{"renewal": 1}',
+             f"timestamps/{rid}/1.tsr": b"token bytes",
+             f"drafts/{uuid.uuid4()}/file.pdf": b"%PDF-1.7 draft"}
+    for key, data in blobs.items():
+        instance.store.put(key, io.BytesIO(data))
+    input_key, token_key, draft_key = blobs
+    sha = {k: hashlib.sha256(v).hexdigest() for k, v in blobs.items()}
+    with instance.catalog.unit_of_work() as session:
+        session.add(ArchiveTimestamp(
+            id=str(uuid.uuid4()), record_id=rid, source="renewal", object_key=token_key,
+            member=input_key, covers_sha256=sha[input_key],
+            # the catalog says the token is other bytes: its copy must not be registered
+            token_sha256=hashlib.sha256(b"other").hexdigest(),
+            hash_algorithm="sha512", gen_time=now, created_at=now))
+        session.add(Draft(id=str(uuid.uuid4()), created_at=now, created_by="user:x",
+                          metadata_={}, file_key=draft_key, file_name="file.pdf",
+                          file_sha256=sha[draft_key], status="draft", updated_at=now))
+
+    out = backup_job.copy_objects(instance, JOB_PRINCIPAL)
+    rows = copies(backed_up)
+    assert rows[input_key].kind == "timestamp" and rows[draft_key].kind == "draft"
+    assert rows[input_key].digests["sha256"] == sha[input_key]
+    assert read_backup(backed_up, draft_key) == blobs[draft_key]
+    assert token_key not in rows and out["failed"] == 1 and out["alerts"]
