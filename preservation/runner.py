@@ -265,6 +265,23 @@ def heartbeat(instance, claim: Claim, worker_id: str) -> bool:
     return False
 
 
+def _close_leased(session, claim: Claim, worker_id: str, now: datetime, what: str,
+                  **values) -> bool:
+    """Close the batch only if ``worker_id`` still holds its lease (a guarded update):
+    a batch is recorded done (or failed) exactly once."""
+    result = session.execute(
+        update(JobBatch).where(JobBatch.id == claim.batch_id,
+                               JobBatch.lease_owner == worker_id[:200],
+                               JobBatch.status == LEASED)
+        .values(done_by=worker_id[:200], finished_at=now, lease_expires_at=None, **values))
+    if result.rowcount == 1:
+        return True
+    log.warning("batch %s of run %s (%s): %s lost its lease; its %s is discarded (another "
+                "worker does or did the batch)", claim.seq, claim.run_id, claim.job,
+                worker_id, what)
+    return False
+
+
 def complete_batch(instance, claim: Claim, worker_id: str, counts: dict[str, int],
                    alerts: list[str] | None = None) -> bool:
     """Record the batch done by ``worker_id`` and add its counts to the run; False (the
@@ -272,16 +289,8 @@ def complete_batch(instance, claim: Claim, worker_id: str, counts: dict[str, int
     clock = instance.clock
     with instance.catalog.unit_of_work() as session:
         now = clock.now()
-        result = session.execute(
-            update(JobBatch).where(JobBatch.id == claim.batch_id,
-                                   JobBatch.lease_owner == worker_id[:200],
-                                   JobBatch.status == LEASED)
-            .values(status=DONE, done_by=worker_id[:200], finished_at=now,
-                    lease_expires_at=None, result=_clean_counts(counts)))
-        if result.rowcount != 1:
-            log.warning("batch %s of run %s (%s): %s lost its lease; its result %s is "
-                        "discarded (another worker does or did the batch)", claim.seq,
-                        claim.run_id, claim.job, worker_id, counts)
+        if not _close_leased(session, claim, worker_id, now, f"result {counts}",
+                             status=DONE, result=_clean_counts(counts)):
             return False
         run = _lock_run(session, claim.run_id)
         run.counts = _sum(run.counts or {}, _clean_counts(counts))
@@ -297,15 +306,8 @@ def fail_batch(instance, claim: Claim, worker_id: str, error: str,
     clock = instance.clock
     with instance.catalog.unit_of_work() as session:
         now = clock.now()
-        result = session.execute(
-            update(JobBatch).where(JobBatch.id == claim.batch_id,
-                                   JobBatch.lease_owner == worker_id[:200],
-                                   JobBatch.status == LEASED)
-            .values(status=FAILED, done_by=worker_id[:200], finished_at=now,
-                    lease_expires_at=None, error=error[:10000]))
-        if result.rowcount != 1:
-            log.warning("batch %s of run %s (%s): %s lost its lease; its failure (%s) is "
-                        "discarded", claim.seq, claim.run_id, claim.job, worker_id, error)
+        if not _close_leased(session, claim, worker_id, now, f"failure ({error})",
+                             status=FAILED, error=error[:10000]):
             return False
         run = _lock_run(session, claim.run_id)
         _add_errors(run, [_entry(now, "alert", a, claim.seq) for a in alerts or ()]

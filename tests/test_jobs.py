@@ -372,3 +372,39 @@ def test_jobs_page_and_api_for_auditors_not_clerks(archive_env, tiny):
         assert len(denied) == 3
     finally:
         web.close()
+
+
+# ---- the scheduler ---------------------------------------------------------------------
+
+
+def test_scheduler_triggers_start_runs_once(archive_env, tiny, caplog):
+    from preservation import scheduler
+
+    instance = _instance(archive_env, ARCHIVE_SCHEDULER__REPACKAGE_EVERY_MINUTES="0")
+    jobs = scheduler.scheduled_jobs(instance.settings)
+    assert jobs["audit-checkpoint"] == 15 and jobs["notifications"] == 5
+    assert "repackage" not in jobs and "tiny" not in jobs  # 0 / no interval: manual only
+    background = scheduler.start_background_scheduler(instance)
+    try:
+        assert {j.id for j in background.get_jobs()} == {*jobs, "reclaim"}
+        assert all(j.max_instances == 1 and j.coalesce for j in background.get_jobs())
+    finally:
+        background.shutdown(wait=False)
+    # `archive scheduler`'s trigger only starts the run; a second one is refused, logged.
+    with caplog.at_level(logging.INFO, logger="archive.jobs"):
+        scheduler._trigger(instance, "tiny", in_process=False)
+        scheduler._trigger(instance, "tiny", in_process=False)
+    with instance.catalog.unit_of_work(snapshot=True) as session:
+        runs = session.scalars(select(JobRun).where(JobRun.job == "tiny")).all()
+    assert [(r.trigger, r.status) for r in runs] == [("schedule", "running")]
+    assert any("already running" in r.getMessage() for r in caplog.records)
+    # The server's trigger runs it in process (after a worker finished the first).
+    runner.work(instance, "w", __import__("threading").Event(), once=True)
+    scheduler._trigger(instance, "tiny", in_process=True)
+    with instance.catalog.unit_of_work(snapshot=True) as session:
+        runs = session.scalars(select(JobRun).where(JobRun.job == "tiny")
+                               .order_by(JobRun.started_at)).all()
+    assert [(r.trigger, r.status) for r in runs] == [("schedule", "ok"), ("server", "ok")]
+    # Embedded scheduling off: `archive serve` starts no scheduler.
+    off = _instance(archive_env, ARCHIVE_SCHEDULER__RUN_IN_SERVER="false")
+    assert scheduler.start_background_scheduler(off) is None
