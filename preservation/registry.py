@@ -10,7 +10,6 @@ dotted one a setting of another section (``audit.checkpoint_interval_minutes``).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +20,7 @@ from preservation.jobspec import JobSpec
 
 log = logging.getLogger("archive.jobs")
 
-# Job modules of issue #6, each defining ``JOB``; listed while they land (one engineer
-# each), imported only when present.
+# Job modules of issue #6, each defining ``JOB``.
 _JOB_MODULES = ("preservation.fixity_cycle", "preservation.backup",
                 "preservation.retention_job", "preservation.timestamp_renewal")
 
@@ -34,16 +32,10 @@ class UnknownJob(NotFound):
 def _load() -> dict[str, JobSpec]:
     found: dict[str, JobSpec] = {spec.name: spec for spec in jobs.JOBS}
     for name in _JOB_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
-        try:
-            module = importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a job module being written must not stop the rest
-            log.exception("job module %s cannot be imported; its job is not registered", name)
-            continue
-        spec = getattr(module, "JOB", None)
-        if isinstance(spec, JobSpec):
-            found[spec.name] = spec
+        spec = importlib.import_module(name).JOB
+        if not isinstance(spec, JobSpec) or spec.name in found:
+            raise TypeError(f"{name}.JOB must be a JobSpec with a name of its own")
+        found[spec.name] = spec
     return dict(sorted(found.items()))
 
 

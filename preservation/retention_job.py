@@ -28,7 +28,7 @@ def run_batch(ctx: JobContext, batch: dict) -> dict[str, int]:
 
 JOB = JobSpec(
     name="retention",
-    description="propose a destruction list of records whose retention expired (never "
+    description="Propose a destruction list of records whose retention expired (never "
                 "destroys)",
     plan=plan,
     run_batch=run_batch,
