@@ -15,9 +15,10 @@ objects, and hands out batches of ``scheduler.batch_size`` ids: ``{"packages": [
 and ``{"backup_copies": [...]}``.
 
 A package batch checks each object with ``archive.fixity.check_package`` (one streaming
-pass, every digest; ranged reads name the damaged files), throttled by a token bucket on
-the bytes read (``fixity.max_bytes_per_second``), and records per record one PREMIS
-``fixity check`` event and each version's ``last_fixity_at``/outcome
+pass, every digest, hashed in parallel threads while the next chunk is read; ranged reads
+name the damaged files), ``fixity.workers`` objects at a time, throttled by one token
+bucket on the bytes the batch reads (``fixity.max_bytes_per_second``), and records per
+record one PREMIS ``fixity check`` event and each version's ``last_fixity_at``/outcome
 (``preservation.fixity.record_checks``, shared with ``archive fixity check``), plus one
 ``fixity.check`` audit entry. A damaged or missing object is an alert; with
 ``fixity.repair`` the object's backup copy is re-read and checked against the
@@ -38,9 +39,12 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 
 from sqlalchemy import and_, exists, func, or_, select
@@ -60,9 +64,17 @@ HEARTBEAT_SECONDS = 30  # while throttled, keep the batch's lease
 # ---- the read throttle -----------------------------------------------------------------
 
 
+class CheckAborted(Exception):  # noqa: N818 - not an ArchiveError: checks must not catch it
+    """The batch stopped (lease lost, worker stopping): the other reads of it stop too."""
+
+
 class Throttle:
     """A token bucket on bytes read: at most ``rate`` bytes per second on average
-    (0: no limit). It starts empty, so ``n`` bytes take at least ``n / rate`` seconds."""
+    (0: no limit). It starts empty, so ``n`` bytes take at least ``n / rate`` seconds.
+
+    Shared by the threads of a batch. Only the thread that made it calls ``heartbeat``
+    (the batch's thread, which also beats while it waits for the others); ``abort()``
+    makes every later ``take`` raise :class:`CheckAborted`."""
 
     def __init__(self, rate: int, heartbeat: Callable[[], None] = lambda: None, *,
                  sleep: Callable[[float], None] = time.sleep,
@@ -73,15 +85,28 @@ class Throttle:
         self._monotonic = monotonic
         self._start = monotonic()
         self._beat = self._start
+        self._owner = threading.get_ident()
+        self._lock = threading.Lock()
+        self._aborted = False
         self.used = 0
 
+    def abort(self) -> None:
+        self._aborted = True
+
     def take(self, n: int) -> None:
-        self.used += n
+        if self._aborted:
+            raise CheckAborted("the fixity batch stopped")
+        with self._lock:
+            self.used += n
+            used = self.used
         if not self.rate:
             return
-        while (ahead := self.used / self.rate - (self._monotonic() - self._start)) > 0:
+        while (ahead := used / self.rate - (self._monotonic() - self._start)) > 0:
             self._sleep(min(ahead, HEARTBEAT_SECONDS))
-            if self._monotonic() - self._beat >= HEARTBEAT_SECONDS:
+            if self._aborted:
+                raise CheckAborted("the fixity batch stopped")
+            if (threading.get_ident() == self._owner
+                    and self._monotonic() - self._beat >= HEARTBEAT_SECONDS):
                 self._beat = self._monotonic()
                 self._heartbeat()
 
@@ -193,11 +218,13 @@ def _check_packages(ctx: JobContext, ids: list[int], throttle: Throttle) -> dict
             Record.id.in_({j.record_id for j in jobs}), Record.status == DESTROYED)))
     jobs = [j for j in jobs if j.record_id not in destroyed]
     store = ThrottledStore(instance.store, throttle)
-    done: list[tuple[PackageJob, PackageCheck]] = []
-    for job in jobs:
-        ctx.heartbeat()
-        done.append((job, check_package(store, job.key, job.size, job.digests, job.members,
-                                        chunk_size=chunk)))
+
+    def check(job: PackageJob) -> tuple[PackageJob, PackageCheck]:
+        return job, check_package(store, job.key, job.size, job.digests, job.members,
+                                  chunk_size=chunk)
+
+    done = _check_all(ctx, jobs, check, throttle,
+                      max(1, min(instance.settings.fixity.workers, len(jobs))))
     bad = [(job, check) for job, check in done if not check.ok]
     counts = {"checked": len(done), "ok": len(done) - len(bad), "failed": len(bad),
               "missing": sum(any(p.code == "missing" for p in c.problems) for _, c in bad),
@@ -220,6 +247,40 @@ def _check_packages(ctx: JobContext, ids: list[int], throttle: Throttle) -> dict
         repaired = _repair_primary(ctx, job, check, throttle)
         counts["repaired" if repaired else "unrepaired"] += 1
     return counts
+
+
+def _check_all(ctx: JobContext, jobs: list[PackageJob], check, throttle: Throttle,
+               workers: int) -> list[tuple[PackageJob, PackageCheck]]:
+    """``check`` every job, ``workers`` at a time; results in the order of ``jobs``.
+
+    This thread keeps the batch's lease (``ctx.heartbeat()`` between items and every
+    ``HEARTBEAT_SECONDS`` while waiting); when it raises (lease lost, worker stopping)
+    the checks not started are cancelled and the running ones stop at their next read.
+    """
+    if workers <= 1:
+        done = []
+        for job in jobs:
+            ctx.heartbeat()
+            done.append(check(job))
+        return done
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="fixity-check")
+    try:
+        futures = [pool.submit(check, job) for job in jobs]
+        done = []
+        for future in futures:
+            ctx.heartbeat()
+            while True:
+                try:
+                    done.append(future.result(timeout=HEARTBEAT_SECONDS))
+                    break
+                except FutureTimeout:
+                    ctx.heartbeat()
+        return done
+    except BaseException:
+        throttle.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _before(check: PackageCheck) -> dict:

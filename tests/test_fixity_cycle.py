@@ -278,3 +278,77 @@ def test_throttle_token_bucket():
     before = clock[0]
     free.take(10**9)
     assert clock[0] == before
+
+
+def _unit_ctx(heartbeat=lambda: None) -> JobContext:
+    from archive.clock import SystemClock
+
+    return JobContext(instance=None, run_id="t", job="fixity", principal=FIXITY,
+                      clock=SystemClock(), worker="test", heartbeat=heartbeat)
+
+
+def test_a_batch_checks_fixity_workers_objects_at_a_time():
+    """Unit: ``fixity.workers`` checks run at once; results keep the batch's order."""
+    import threading
+
+    both = threading.Barrier(2, timeout=10)  # passes only if two checks run together
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def check(job):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        if job < 2:
+            both.wait()
+        time.sleep(0.01 * (5 - job))  # later jobs finish first
+        with lock:
+            running[0] -= 1
+        return job, f"checked {job}"
+
+    throttle = fixity_cycle.Throttle(0)
+    done = fixity_cycle._check_all(_unit_ctx(), list(range(5)), check, throttle, 2)
+    assert done == [(j, f"checked {j}") for j in range(5)]
+    assert most[0] == 2
+
+
+def test_a_lost_lease_stops_the_other_checks_of_the_batch():
+    """Unit: when the heartbeat raises, checks not started are cancelled and running
+    ones stop at their next read (the throttle raises CheckAborted)."""
+    import threading
+
+    class Lost(Exception):
+        pass
+
+    started, stopped = [], []
+    first_done = threading.Event()
+    beats = [0]
+
+    def heartbeat():
+        beats[0] += 1
+        if beats[0] == 2:  # after the first result: the lease is gone
+            raise Lost("lease lost")
+
+    throttle = fixity_cycle.Throttle(0)
+
+    def check(job):
+        started.append(job)
+        if job == 0:
+            first_done.set()
+            return job, "ok"
+        first_done.wait(5)
+        try:
+            for _ in range(500):  # a long object: one read every 10 ms
+                throttle.take(1)
+                time.sleep(0.01)
+        except fixity_cycle.CheckAborted:
+            stopped.append(job)
+            raise
+        return job, "ok"
+
+    with pytest.raises(Lost):
+        fixity_cycle._check_all(_unit_ctx(heartbeat), list(range(6)), check, throttle, 2)
+    # the running checks (1, and 2 if its thread took it after 0) stopped at their
+    # next read; the rest were cancelled before they started
+    assert sorted(stopped) == sorted(started)[1:] and sorted(started)[:2] == [0, 1]
+    assert len(started) <= 3
