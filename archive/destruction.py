@@ -2,7 +2,7 @@
 executed by ``preservation/destruction.py``.
 
 - :func:`propose` (an archivist, or the scheduled job ``system:job:retention``) lists
-  the records due (:func:`archive.retention.due_records`) or the given ones if they are
+  the records due (:func:`archive.retention.due_query`) or the given ones if they are
   all due; it never destroys. An empty proposal makes no list.
 - The review removes or adds items with a note, only while the list is ``proposed``;
   every person who edits it is recorded (``criteria["editors"]``).
@@ -16,20 +16,25 @@ The permanent register (:mod:`archive.destruction_register`) is written by execu
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Select, func, insert, literal, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from archive import audit, policy
 from archive.clock import Clock, SystemClock
-from archive.destruction_register import register_entries, register_export
+from archive.destruction_register import (
+    readable_classifications,
+    register_entries,
+    register_export,
+)
 from archive.errors import AccessDenied, InputError, NotFound
 from archive.models import Agent, DestructionItem, DestructionList, Record, Seal, SealRecord
 from archive.principal import Principal
-from archive.retention import _when, clean_text, due_records, is_due, refused
+from archive.retention import _when, clean_text, due_query, is_due, refused
 
 __all__ = ["DestructionListView", "ItemView", "add_item", "approve", "cancel", "get_list",
            "list_lists", "propose", "register_entries", "register_export", "remove_item"]
@@ -52,6 +57,8 @@ class ItemView:
     doc_date: date | None = None
     classification: str | None = None
     retention_until: date | None = None
+    # R-CLASS-1: above the reader's clearance, the number and date are not given
+    hidden: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -119,20 +126,31 @@ def _counts(session: Session, list_ids: list[str]) -> dict[str, dict]:
     return out
 
 
-def _items(session: Session, list_id: str) -> list[ItemView]:
+def _items(session: Session, list_id: str, reader: Principal | None) -> list[ItemView]:
+    """The list's items as ``reader`` may see them: a record above the reader's
+    clearance keeps its id, status and classification, never its number and symbol or
+    date (R-CLASS-1; :func:`archive.destruction_register.cleared`, the operator and the
+    jobs are cleared). No reader: every classified record hidden."""
+    readable = readable_classifications(reader) if reader is not None else ("normal",)
     rows = session.execute(select(DestructionItem, Record.number_symbol, Record.doc_date,
                                   Record.classification, Record.retention_until)
                            .join(Record, Record.id == DestructionItem.record_id)
                            .where(DestructionItem.list_id == list_id)
                            .order_by(DestructionItem.id))
-    return [ItemView(i.record_id, i.status, i.note, i.changed_at, i.changed_by, number,
-                     doc_date, classification, until)
-            for i, number, doc_date, classification, until in rows]
+    out = []
+    for i, number, doc_date, classification, until in rows:
+        hidden = classification not in readable
+        out.append(ItemView(i.record_id, i.status, i.note, i.changed_at, i.changed_by,
+                            None if hidden else number, None if hidden else doc_date,
+                            classification, until, hidden))
+    return out
 
 
-def view(session: Session, row: DestructionList, *, items: bool = True) -> DestructionListView:
+def view(session: Session, row: DestructionList, reader: Principal | None = None, *,
+         items: bool = True) -> DestructionListView:
+    """The list (with its items as ``reader`` may see them, unless ``items`` is False)."""
     return DestructionListView.of(row, _counts(session, [row.id])[row.id],
-                                  _items(session, row.id) if items else None)
+                                  _items(session, row.id, reader) if items else None)
 
 
 def _list_row(session: Session, principal: Principal, list_id: str, action: str,
@@ -163,7 +181,7 @@ def get_list(catalog, principal: Principal, list_id: str, *, client: str = "",
     with catalog.unit_of_work() as session:
         _may_read(principal, client)
         row = _list_row(session, principal, list_id, "destruction.view", client)
-        result = view(session, row)
+        result = view(session, row, principal)
         audit.append(session, principal, "destruction.view", f"destruction:{row.id}",
                      client=client, clock=clock, detail={"status": row.status})
         return result
@@ -247,18 +265,11 @@ def propose(catalog, principal: Principal, *, today: date | None = None, reason:
                 if why is not None:
                     raise refused(principal, "destruction.propose", f"record:{rid}",
                                    client, f"record {rid} is not due for destruction: {why}")
-            due = due_records(session, today, record_ids=wanted)
+            due = due_query(today, record_ids=wanted)
         else:
-            due = due_records(session, today, limit=limit,
-                              scope=policy.search_scope(principal))
-        for record in due:
-            policy.require(principal, policy.PROPOSE_DESTRUCTION, record.facts(),
-                           client=client)
-        if not due:
-            audit.append(session, principal, "destruction.propose", "destruction",
-                         client=client, clock=clock,
-                         detail={"today": today.isoformat(), "records": 0, "list": None})
-            return None
+            due = due_query(today, scope=policy.search_scope(principal))
+            if limit is not None:
+                due = due.limit(limit)
         row = DestructionList(id=str(uuid.uuid4()), status="proposed", proposed_at=now,
                               proposed_by=str(principal), proposer_person=principal.person,
                               reason=reason,
@@ -266,14 +277,78 @@ def propose(catalog, principal: Principal, *, today: date | None = None, reason:
                                         "record_ids": bool(wanted), "editors": []})
         session.add(row)
         session.flush()
-        session.execute(insert(DestructionItem), [
-            {"list_id": row.id, "record_id": r.id, "status": "listed", "changed_at": now,
-             "changed_by": str(principal)} for r in due])
+        _insert_items(session, row.id, due, now, str(principal))
+        first, digest, listed = _listed_summary(session, row.id)
+        if not listed:
+            session.delete(row)  # never committed: an empty proposal makes no list
+            session.flush()
+            audit.append(session, principal, "destruction.propose", "destruction",
+                         client=client, clock=clock,
+                         detail={"today": today.isoformat(), "records": 0, "list": None})
+            return None
+        _require_listed(session, principal, row.id, client)
         audit.append(session, principal, "destruction.propose", f"destruction:{row.id}",
                      client=client, clock=clock,
-                     detail={"today": today.isoformat(), "records": len(due),
-                             "first": [r.id for r in due[:100]], "reason": reason})
-        return view(session, row, items=len(due) <= 1000)
+                     detail={"today": today.isoformat(), "records": listed,
+                             "first": first, "records_sha256": digest, "reason": reason})
+        return view(session, row, principal, items=listed <= 1000)
+
+
+_AUDIT_FIRST = 100  # record ids named in the audit entry of a proposal
+
+
+def _insert_items(session: Session, list_id: str, due: Select, now: datetime,
+                  by: str) -> None:
+    """One ``INSERT INTO destruction_items ... SELECT`` of the records ``due`` selects
+    (in its order: oldest expiry first). The rows never travel through Python: 48,000
+    items in one statement, not 48,000 (R-DESTROY-1). (No rowcount: psycopg reports -1
+    for it; :func:`_listed_summary` counts.)"""
+    table = DestructionItem.__table__
+    chosen = due.subquery()
+    rows = select(literal(list_id, table.c.list_id.type), chosen.c.id,
+                  literal("listed", table.c.status.type),
+                  literal(now, table.c.changed_at.type),
+                  literal(by, table.c.changed_by.type)) \
+        .order_by(chosen.c.retention_until, chosen.c.id)
+    session.execute(insert(table).from_select(
+        ["list_id", "record_id", "status", "changed_at", "changed_by"], rows))
+
+
+def _require_listed(session: Session, principal: Principal, list_id: str,
+                    client: str) -> None:
+    """The policy asked for every record just listed: once per distinct set of facts
+    (classification, status, fonds, issuing organisation; due records are never sealed),
+    which is the same decision for each record sharing them. A denial rolls the whole
+    proposal back (the unit of work audits it, target the first such record)."""
+    for classification, status, fonds, org, rid in session.execute(
+            select(Record.classification, Record.status, Record.fonds, Agent.identifier,
+                   func.min(Record.id))
+            .join(DestructionItem, DestructionItem.record_id == Record.id)
+            .join(Agent, Agent.id == Record.issuing_org_id)
+            .where(DestructionItem.list_id == list_id)
+            .group_by(Record.classification, Record.status, Record.fonds, Agent.identifier)):
+        policy.require(principal, policy.PROPOSE_DESTRUCTION,
+                       policy.RecordFacts(id=rid, classification=classification,
+                                          status=status, fonds=fonds, issuing_org=org),
+                       client=client)
+
+
+def _listed_summary(session: Session, list_id: str) -> tuple[list[str], str, int]:
+    """The audit's bounded account of a list's records: the first ids (sorted), the
+    SHA-256 of every record id, sorted, one per line (each followed by a newline), and
+    their number."""
+    digest = hashlib.sha256()
+    first: list[str] = []
+    count = 0
+    for rid in session.scalars(select(DestructionItem.record_id)
+                               .where(DestructionItem.list_id == list_id)
+                               .order_by(DestructionItem.record_id)
+                               .execution_options(yield_per=10_000)):
+        if len(first) < _AUDIT_FIRST:
+            first.append(rid)
+        digest.update(rid.encode() + b"\n")
+        count += 1
+    return first, digest.hexdigest(), count
 
 
 # ---- review -------------------------------------------------------------------------------
@@ -320,7 +395,7 @@ def remove_item(catalog, principal: Principal, list_id: str, record_id: str, *, 
         audit.append(session, principal, "destruction.item_remove", f"destruction:{row.id}",
                      client=client, clock=clock, detail={"record": record_id, "note": note})
         session.flush()
-        return view(session, row)
+        return view(session, row, principal)
 
 
 def _unsealed(facts: policy.RecordFacts) -> policy.RecordFacts:
@@ -361,7 +436,7 @@ def add_item(catalog, principal: Principal, list_id: str, record_id: str, *, not
         audit.append(session, principal, "destruction.item_add", f"destruction:{row.id}",
                      client=client, clock=clock, detail={"record": record_id, "note": note})
         session.flush()
-        return view(session, row)
+        return view(session, row, principal)
 
 
 # ---- approval and cancellation --------------------------------------------------------------
@@ -431,7 +506,7 @@ def approve(catalog, principal: Principal, list_id: str, *, approving_body: str,
                              "decision_date": decision_date.isoformat(),
                              "legal_basis": basis})
         session.flush()
-        return view(session, row, items=len(listed) <= 1000)
+        return view(session, row, principal, items=len(listed) <= 1000)
 
 
 def _may_cancel(principal: Principal) -> bool:

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Text, cast, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from archive import audit, policy
@@ -180,10 +180,10 @@ class RegisterEntryView:
     @classmethod
     def of(cls, row: DestructionEntry, principal: Principal) -> RegisterEntryView:
         stone = dict(row.tombstone or {})
-        level = policy.LEVELS.get(stone.get("classification", ""), max(policy.LEVELS.values()))
-        if level > policy.effective_clearance(principal):
+        if not cleared(principal, stone.get("classification")):
             stone["number_symbol"] = MASK
             stone["number_withheld"] = True
+            stone["summary"] = None  # never kept for a classified record; never shown
         return cls(row.id, row.list_id, row.record_id, row.destroyed_at, row.performed_by,
                    row.reason, row.legal_basis, row.approving_body, row.decision_number,
                    row.approved_by, stone)
@@ -233,9 +233,27 @@ def _as_date(value, name: str) -> date | None:
         raise InputError(f"{name}: expected YYYY-MM-DD, got {value!r}") from exc
 
 
+def readable_classifications(principal: Principal) -> tuple[str, ...]:
+    """R-CLASS-1: the classifications whose identifying text (number and symbol,
+    summary) ``principal`` may read in the register and on destruction lists: the
+    records search's rule (:func:`archive.policy.search_scope`; the operator and the
+    jobs, ``system`` principals, are cleared for every level; an unknown classification
+    is readable by no one)."""
+    return policy.search_scope(principal).classifications
+
+
+def cleared(principal: Principal, classification: str | None) -> bool:
+    """Whether ``principal`` may read the number and summary of a record classified
+    ``classification`` (see :func:`readable_classifications`)."""
+    return classification in readable_classifications(principal)
+
+
 def _filtered(principal: Principal, query: str | None, since, until):
-    stmt = select(DestructionEntry).join(Record, Record.id == DestructionEntry.record_id,
-                                         isouter=True)
+    """The entries matching: ``query`` is matched only against what ``principal`` may
+    read of an entry (R-CLASS-1): the record id and the decision's fields of every
+    entry, the number and summary only of a record within the reader's clearance, so a
+    search is never an oracle for a hidden number."""
+    stmt = select(DestructionEntry)
     since, until = _as_date(since, "since"), _as_date(until, "until")
     if since is not None:
         stmt = stmt.where(DestructionEntry.destroyed_at >= _midnight(since))
@@ -244,17 +262,16 @@ def _filtered(principal: Principal, query: str | None, since, until):
     text = (query or "").strip().lower()
     if text:
         like = f"%{text.replace('%', '').replace('_', '')}%"
-        readable = tuple(c for c, n in policy.LEVELS.items()
-                         if n <= policy.effective_clearance(principal))
+        stone = DestructionEntry.tombstone
+        shown = stone["classification"].as_string().in_(readable_classifications(principal))
         stmt = stmt.where(or_(
             func.lower(DestructionEntry.record_id).like(like),
             func.lower(DestructionEntry.decision_number).like(like),
             func.lower(DestructionEntry.approving_body).like(like),
             func.lower(DestructionEntry.legal_basis).like(like),
             func.lower(DestructionEntry.reason).like(like),
-            func.lower(cast(DestructionEntry.tombstone, Text)).like(like),
-            Record.classification.in_(readable) & func.lower(Record.number_symbol).like(like),
-            (Record.classification == "normal") & func.lower(Record.summary).like(like)))
+            shown & func.lower(stone["number_symbol"].as_string()).like(like),
+            shown & func.lower(stone["summary"].as_string()).like(like)))
     return stmt
 
 
@@ -267,8 +284,9 @@ def register_entries(catalog, principal: Principal, *, query: str | None = None,
                      since: date | str | None = None, until: date | str | None = None,
                      offset: int = 0, limit: int = 50, client: str = "",
                      clock: Clock | None = None) -> RegisterPage:
-    """Search the register (newest first): ``query`` matches the record id, number and
-    symbol, summary (unclassified), decision, body, basis or reason; ``since``/``until``
+    """Search the register (newest first): ``query`` matches the record id, decision,
+    body, basis or reason, and the number and symbol and summary of records within the
+    reader's clearance (R-CLASS-1); ``since``/``until``
     are days (inclusive) of destruction. Audited."""
     if offset < 0 or not 1 <= limit <= 1000:
         raise InputError("offset must be >= 0 and limit between 1 and 1000")

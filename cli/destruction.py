@@ -44,7 +44,8 @@ def _human_list(d: dict) -> None:
     click.echo("  " + ", ".join(f"{n} {s}" for s, n in sorted(d["counts"].items())))
     for item in d.get("items") or []:
         note = f"  ({item['note']})" if item.get("note") else ""
-        click.echo(f"  {item['record_id']}  {item['status']:9}  {item['number_symbol']}  "
+        number = "(classified: not shown)" if item.get("hidden") else item["number_symbol"]
+        click.echo(f"  {item['record_id']}  {item['status']:9}  {number}  "
                    f"until {item['retention_until']}{note}")
 
 
@@ -99,15 +100,17 @@ def lists(status, limit, as_json) -> None:
 
 @destruction.command("show")
 @click.argument("list_id")
+@optional_acting
 @json_option
 @handle_errors
-def show(list_id, as_json) -> None:
-    """One list with its items and decision."""
+def show(list_id, acting_as, totp_code, as_json) -> None:
+    """One list with its items and decision. With --as, as that person may read it: the
+    number of a record above their clearance is not shown."""
     from archive.destruction import get_list
-    from archive.principal import Principal
 
     instance = _instance()
-    emit(get_list(instance.catalog, Principal.cli_operator(), list_id, clock=instance.clock,
+    principal = _who(instance, acting_as, totp_code)
+    emit(get_list(instance.catalog, principal, list_id, clock=instance.clock,
                   client="cli").to_dict(), as_json, _human_list)
 
 

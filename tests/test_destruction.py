@@ -255,3 +255,102 @@ def test_the_register_is_append_only_in_the_database(web):
             db.execute(text(statement), {"id": entry.id})
     [again] = _rows(web, DestructionEntry)
     assert again.reason == entry.reason and again.tombstone == entry.tombstone
+
+
+def _number(web, record_id: str) -> str:
+    return _rows(web, Record, Record.id == record_id)[0].number_symbol
+
+
+def test_a_list_shows_a_classified_number_only_to_a_cleared_reader(web):
+    """R-CLASS-1 in the service (and so in the CLI): the items of a list give the number
+    and date of a record above the reader's clearance to no one but cleared readers and
+    the operator; a password-only login is not cleared."""
+    from archive.users import get_user, principal_for
+
+    plain = record(web, "plain", **EXPIRED)
+    secret = record(web, "secret", classification="mat", **EXPIRED)
+    number = _number(web, secret)
+    archivist = principal(web, "luutru", "archivist", clearance="mat")
+    listed = destruction.propose(web.instance.catalog, archivist)
+    shown = {i.record_id: i for i in listed.items}
+    assert shown[secret].number_symbol == number and not shown[secret].hidden
+
+    auditor = principal(web, "kiemtoan", "auditor")  # may read lists, clearance normal
+    with web.db() as db:
+        weak = principal_for(get_user(db, "luutru"), "password")  # cleared, one factor
+    for reader in (auditor, weak):
+        seen = destruction.get_list(web.instance.catalog, reader, listed.id)
+        items = {i.record_id: i for i in seen.items}
+        assert items[secret].hidden and items[secret].number_symbol is None
+        assert items[secret].doc_date is None and items[secret].classification == "mat"
+        assert not items[plain].hidden and items[plain].number_symbol == _number(web, plain)
+        assert number not in json.dumps(seen.to_dict(), ensure_ascii=False)
+    operator = destruction.get_list(web.instance.catalog, Principal.cli_operator(), listed.id)
+    assert {i.record_id: i.number_symbol for i in operator.items}[secret] == number
+
+    # a review by an archivist cleared for normal only answers the masked list too
+    other = principal(web, "luutru2", "archivist")
+    edited = destruction.remove_item(web.instance.catalog, other, listed.id, plain,
+                                     note="còn giá trị")
+    assert number not in json.dumps(edited.to_dict(), ensure_ascii=False)
+    assert {i.record_id: i.hidden for i in edited.items} == {plain: False, secret: True}
+
+    # the CLI: the operator sees the number, a person (--as) sees what they may
+    aenv = web.aenv
+    as_operator = aenv.json("destruction", "show", listed.id)
+    assert {i["record_id"]: i["number_symbol"] for i in as_operator["items"]}[secret] == number
+    code = web.next_code(web.accounts["kiemtoan"])
+    as_auditor = aenv.invoke("destruction", "show", listed.id, "--as", "kiemtoan",
+                             "--code", code)
+    assert as_auditor.exit_code == 0, as_auditor.output
+    assert number not in as_auditor.stdout and "(classified: not shown)" in as_auditor.stdout
+    assert secret in as_auditor.stdout
+    code = web.next_code(web.accounts["kiemtoan"])
+    data = aenv.json("destruction", "show", listed.id, "--as", "kiemtoan", "--code", code)
+    assert {i["record_id"]: i["hidden"] for i in data["items"]} == {plain: False, secret: True}
+    assert number not in json.dumps(data, ensure_ascii=False)
+    refused = aenv.invoke("destruction", "show", listed.id, "--as", "kiemtoan", "--code",
+                          "000000")
+    assert refused.exit_code != 0 and number not in refused.stdout
+    clerk = principal(web, "vanthu", "clerk")
+    with pytest.raises(AccessDenied):
+        destruction.get_list(web.instance.catalog, clerk, listed.id)
+
+
+def test_the_register_is_searched_and_exported_only_through_what_the_reader_may_see(web):
+    """R-CLASS-1: a search by a hidden number finds nothing for an uncleared reader (no
+    oracle), by the record id it finds the masked entry; the exports mask the same."""
+    from preservation.destruction import execute
+
+    secret = record(web, "secret", classification="mat", **EXPIRED)
+    number = _number(web, secret)
+    archivist = principal(web, "luutru", "archivist", clearance="mat")
+    listed = destruction.propose(web.instance.catalog, archivist)
+    destruction.approve(web.instance.catalog, principal(web, "duyet", "approver",
+                                                        clearance="mat"),
+                        listed.id, **APPROVAL)
+    assert execute(web.instance, archivist, listed.id).ok
+    catalog = web.instance.catalog
+    auditor = principal(web, "kiemtoan", "auditor")
+    needle = number.split("-")[0]  # part of the number, as a user would type it
+
+    assert destruction.register_entries(catalog, archivist, query=needle).total == 1
+    assert destruction.register_entries(catalog, Principal.cli_operator(),
+                                        query=needle).total == 1
+    assert destruction.register_entries(catalog, auditor, query=needle).total == 0
+    assert destruction.register_entries(catalog, auditor, query="secret").total == 0
+    page = destruction.register_entries(catalog, auditor, query=secret[:13])
+    assert page.total == 1 and page.entries[0].tombstone["number_withheld"] is True
+    assert destruction.register_entries(catalog, auditor, query="99-QĐ").total == 1
+
+    assert json.loads(destruction.register_export(catalog, auditor, "json",
+                                                  query=needle)) == []
+    exported = destruction.register_export(catalog, auditor, "json").decode()
+    assert secret in exported and number not in exported
+    rows = list(csv.DictReader(io.StringIO(
+        destruction.register_export(catalog, auditor, "csv").decode("utf-8-sig"))))
+    assert [(r["record_id"], r["number_symbol"], r["summary"]) for r in rows] == \
+        [(secret, "(văn bản mật / classified)", "")]
+    rows = list(csv.DictReader(io.StringIO(
+        destruction.register_export(catalog, archivist, "csv").decode("utf-8-sig"))))
+    assert [r["number_symbol"] for r in rows] == [number]

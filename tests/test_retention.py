@@ -263,3 +263,52 @@ def test_cli_extend_hold_release_and_due(web):
                          "--as", "duyet", "--code", code)
     assert released["active"] is False and released["released_by"] == "user:duyet"
     assert [r["id"] for r in aenv.json("retention", "due")["records"]] == [held]
+
+
+def test_a_proposal_inserts_its_items_in_one_statement_with_a_bounded_audit(web):
+    """The items are inserted server-side (INSERT ... SELECT, R-DESTROY-1): the limit
+    takes the oldest expiries first, the audit entry names the count, the first ids and
+    the SHA-256 of every listed id (never the whole list), and a record above the
+    proposer's clearance is out of a search-based proposal and refused when named."""
+    import hashlib
+
+    older = record(web, "older", retention_rule="5y", date="2014-01-02")  # until 2019
+    newer = record(web, "newer", **EXPIRED)  # until 2020
+    secret = record(web, "secret", classification="mat", **EXPIRED)
+    catalog = web.instance.catalog
+    archivist = principal(web, "luutru", "archivist")  # cleared for normal only
+
+    with pytest.raises(InputError, match="limit"):
+        destruction.propose(catalog, archivist, limit=0)
+    with pytest.raises(AccessDenied, match="classified"):
+        destruction.propose(catalog, archivist, record_ids=[secret])
+    assert _rows(web, DestructionList) == [] and _rows(web, DestructionItem) == []
+
+    first = destruction.propose(catalog, archivist, limit=1)
+    assert [i.record_id for i in first.items] == [older]
+    second = destruction.propose(catalog, archivist)  # the secret one is not in scope
+    assert [i.record_id for i in second.items] == [newer]
+    assert destruction.propose(catalog, archivist) is None
+    assert len(_rows(web, DestructionList)) == 2
+
+    def detail(list_id: str) -> dict:
+        [entry] = _rows(web, AuditEntry, AuditEntry.action == "destruction.propose",
+                        AuditEntry.target == f"destruction:{list_id}")
+        return entry.detail
+
+    assert detail(first.id)["records"] == 1 and detail(first.id)["first"] == [older]
+    assert detail(first.id)["records_sha256"] == hashlib.sha256(
+        f"{older}\n".encode()).hexdigest()
+
+    operator = destruction.propose(catalog, web.operator)  # cleared for every level
+    assert [i.record_id for i in operator.items] == [secret]
+    destruction.cancel(catalog, web.operator, first.id, reason="gộp danh sách")
+    destruction.cancel(catalog, web.operator, operator.id, reason="gộp danh sách")
+    both = destruction.propose(catalog, web.operator)
+    ids = sorted([older, secret])
+    assert [i.record_id for i in both.items] == [older, secret]  # oldest expiry first
+    assert detail(both.id)["records"] == 2 and detail(both.id)["first"] == ids
+    assert detail(both.id)["records_sha256"] == hashlib.sha256(
+        "".join(f"{i}\n" for i in ids).encode()).hexdigest()
+    assert {i.status for i in _rows(web, DestructionItem,
+                                    DestructionItem.list_id == both.id)} == {"listed"}

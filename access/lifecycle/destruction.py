@@ -9,7 +9,8 @@ API token. Every read and change is audited by the core services
 (:mod:`archive.destruction`, :mod:`archive.retention`,
 :mod:`preservation.destruction`). R-CLASS-1: a listed or destroyed record above the
 reader's clearance is shown as "a record you may not see": neither its number nor its
-summary.
+summary (the services mask them: :func:`archive.destruction.get_list`,
+:func:`archive.destruction_register.register_entries`).
 """
 
 from __future__ import annotations
@@ -62,29 +63,6 @@ def hold_id_param(hold_id: str) -> str:
         return str(uuid.UUID(hold_id))
     except ValueError as exc:
         raise InputError(f"hold id {hold_id!r} is not a UUID") from exc
-
-
-def _cleared(principal, classification: str | None) -> bool:
-    """R-CLASS-1, as the seal lists do: is the reader cleared for this classification?"""
-    level = policy.LEVELS.get(classification or "normal", max(policy.LEVELS.values()) + 1)
-    return level <= policy.effective_clearance(principal)
-
-
-def _item_dict(principal, item) -> dict:
-    data = item.to_dict()
-    if not _cleared(principal, item.classification):
-        data.update(number_symbol=None, hidden=True)
-    else:
-        data["hidden"] = False
-    return data
-
-
-def list_dict(principal, view) -> dict:
-    """A destruction list as ``principal`` may read it (classified numbers hidden)."""
-    data = view.to_dict()
-    if view.items is not None:
-        data["items"] = [_item_dict(principal, i) for i in view.items]
-    return data
 
 
 def entry_dict(entry) -> dict:
@@ -198,13 +176,13 @@ def destruction_lists_api():
     offset = _int(request.args, "offset", 0, 0, 10**9)
     rows = _lists(principal, status, limit, offset)
     return jsonify({"offset": offset, "limit": limit,
-                    "lists": [list_dict(principal, r) for r in rows]})
+                    "lists": [r.to_dict() for r in rows]})
 
 
 @api.get("/destruction/lists/<list_id>")
 def destruction_list_api(list_id: str):
     principal = _require_login()
-    return jsonify(list_dict(principal, _one_list(principal, list_id_param(list_id))))
+    return jsonify(_one_list(principal, list_id_param(list_id)).to_dict())
 
 
 @api.get("/destruction/register")
@@ -243,7 +221,7 @@ def destruction_page(message: str | None = None, status_code: int = 200):
     status = _choice(request.args, "status", LIST_STATUSES)
     rows = _lists(principal, status, 200, 0)
     return render_template("lifecycle/destruction_lists.html",
-                           lists=[list_dict(principal, r) for r in rows], status=status,
+                           lists=[r.to_dict() for r in rows], status=status,
                            labels=STATUS_LABELS, message=message,
                            may_propose=_may(principal, policy.PROPOSE_DESTRUCTION),
                            may_register=_may(principal, policy.REGISTER_READ)), status_code
@@ -268,7 +246,7 @@ def destruction_propose_form():
 def destruction_list_page(list_id: str):
     principal = auth.current_principal()
     found = _one_list(principal, list_id_param(list_id))
-    data = list_dict(principal, found)
+    data = found.to_dict()
     proposer = data["proposed_by"] == str(principal) or (
         principal.person is not None and data.get("proposer_person") == principal.person)
     editor = str(principal) in data.get("editors", [])
@@ -539,7 +517,8 @@ _ITEM = {"type": "object",
                         "classification": _STR_NULL, "retention_until": _DATE_NULL,
                         "hidden": {"type": "boolean",
                                    "description": "Above the reader's clearance: the "
-                                                  "number is not shown"}}}
+                                                  "number and date are not shown "
+                                                  "(null)"}}}
 
 OPENAPI_SCHEMAS: dict = {
     "DestructionList": {
