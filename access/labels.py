@@ -37,6 +37,15 @@ VERDICTS = {"valid": _l("Valid"), "invalid": _l("Invalid"),
             "malformed": _l("Unreadable")}
 FIXITY = {"ok": _l("passed"), "success": _l("passed"), "failure": _l("not passed"),
           "failed": _l("not passed")}
+DESTRUCTION_STATUSES = {"proposed": _l("Proposed"), "approved": _l("Approved"),
+                        "executing": _l("Being destroyed"), "executed": _l("Destroyed"),
+                        "cancelled": _l("Cancelled")}
+# Form fields named by the core's input errors (archive/retention.clean_text ...).
+FORM_FIELDS = {"approving_body": _l("Approving body"), "decision_number": _l("Decision number"),
+               "decision_date": _l("Decision date"), "legal_basis": _l("Legal basis"),
+               "decision_ref": _l("Decision number"), "reason": _l("Reason"),
+               "note": _l("Note"), "reference": _l("Reference"), "until": _l("Keep until"),
+               "kind": _l("Kind")}
 SIGNER_KINDS = {"person": _l("person"), "organisation": _l("organisation")}
 REVOCATION = {"good": _l("not revoked"), "revoked": _l("revoked"),
               "unknown": _l("unknown")}
@@ -99,6 +108,37 @@ ACTIONS = {
     "notifications.list": _l("View notifications"),
     "notification.retry": _l("Send a notification again"),
     "record.revalidate": _l("Check the signatures again from the stored evidence"),
+    # preservation (#6): retention, destruction, jobs, backups, integrity, timestamps
+    "retention.extend": _l("Extend the retention period"),
+    "retention.due": _l("List the records due for destruction"),
+    "record.hold": _l("Put a record on hold"),
+    "record.hold_release": _l("Release a hold"),
+    "destruction.view": _l("View a destruction list"),
+    "destruction.lists": _l("List the destruction lists"),
+    "destruction.item_remove": _l("Take a record off a destruction list"),
+    "destruction.item_add": _l("Put a record on a destruction list"),
+    "destruction.cancel": _l("Cancel a destruction list"),
+    "destruction.start": _l("Start the destruction of an approved list"),
+    "destruction.skip": _l("Record not destroyed at execution"),
+    "destruction.execute": _l("Destroy a record"),
+    "destruction.finish": _l("Destruction of a list ended"),
+    "destruction.register": _l("Search the destruction register"),
+    "destruction.register_export": _l("Export the destruction register"),
+    "job.start": _l("Start a job run"),
+    "job.finish": _l("Job run ended"),
+    "job.list": _l("List job runs"),
+    "job.view": _l("View a job run"),
+    "fixity.check": _l("Integrity check"),
+    "fixity.repair": _l("Repair a damaged object from its backup"),
+    "backup.copy": _l("Back up objects"),
+    "backup.verify": _l("Verify backup copies"),
+    "backup.repair": _l("Repair a backup copy"),
+    "backup.catalog": _l("Back up the catalog"),
+    "backup.prune": _l("Delete old catalog backups"),
+    "backup.restore": _l("Restore from a backup"),
+    "timestamp.register": _l("Register archive timestamps"),
+    "timestamp.renew": _l("Renew an archive timestamp"),
+    "timestamp.verify": _l("Verify a timestamp chain"),
     # actions of the policy decision point that are not audit actions themselves
     "record.search": _l("Search records"),
     "record.describe": _l("Describe a record"),
@@ -124,6 +164,69 @@ ACTIONS = {
 # refuse on their own (archive/sealing.py, ingest/versions.py, access/lifecycle/
 # digitisation.py), most specific first.
 _REASONS: list[tuple[re.Pattern, object]] = [
+    # Destruction and retention (#6: archive/destruction.py, archive/retention.py,
+    # preservation/destruction.py), the jobs (preservation/runner.py) and the web forms'
+    # confirmations: anchored, and first, since some quote another reason after a colon.
+    (re.compile(r"^the role (?P<role>\S+) may not read destruction lists"),
+     _l("Your role (%(role)s) may not read the destruction lists.")),
+    (re.compile(r"^destruction is proposed by an archivist or the retention job"),
+     _l("A destruction list is proposed only by an archivist or by the scheduled retention "
+        "job.")),
+    (re.compile(r"^a destruction is approved by a person"),
+     _l("A destruction is approved by a person: an approver logged in with a one-time code "
+        "or a digital certificate, never a system account.")),
+    (re.compile(r"^the proposer of a destruction list may not approve it"),
+     _l("The person who proposed a destruction list may not approve it.")),
+    (re.compile(r"^a person who edited the destruction list may not approve it"),
+     _l("A person who reviewed or changed the destruction list may not approve it.")),
+    (re.compile(r"^only an archivist or an approver with a strong login \(or the operator\) "
+                r"cancels a destruction list"),
+     _l("Only an archivist or an approver logged in with a one-time code or a digital "
+        "certificate (or the system operator) may cancel a destruction list.")),
+    (re.compile(r"^destruction list \S+ is (?P<list_status>\w+): only a proposed list is "
+                r"reviewed"),
+     _l("The destruction list's status is %(list_status)s: only a proposed list is reviewed.")),
+    (re.compile(r"^destruction list \S+ is (?P<list_status>\w+): only a proposed list is "
+                r"approved"),
+     _l("The destruction list's status is %(list_status)s: only a proposed list is approved.")),
+    (re.compile(r"^destruction list \S+ is (?P<list_status>\w+): it cannot be cancelled"),
+     _l("The destruction list's status is %(list_status)s: it can no longer be cancelled.")),
+    (re.compile(r"^destruction list \S+ is (?P<list_status>\w+): only an approved list is "
+                r"executed"),
+     _l("The destruction list's status is %(list_status)s: only an approved list is executed.")),
+    (re.compile(r"^destruction list \S+ has no listed record"),
+     _l("No record is left on the destruction list: there is nothing to approve.")),
+    (re.compile(r"^record \S+ is not due for destruction: (?P<why>.+)$"),
+     _l("The record is not due for destruction: %(why)s.")),
+    (re.compile(r"^not destroyed: (?P<why>.+)$"), _l("Not destroyed: %(why)s.")),
+    (re.compile(r"^record \S+ is already kept permanently"),
+     _l("The record is already kept permanently: its retention cannot be extended.")),
+    (re.compile(r"^retention may only be extended: (?P<until>[\d-]+) is not later than the "
+                r"current (?P<current>[\d-]+)"),
+     _l("The retention may only be extended: %(until)s is not later than the current end "
+        "of retention, %(current)s.")),
+    (re.compile(r"^hold \S+ was already released"), _l("This hold was already released.")),
+    (re.compile(r"^backup copies of record \S+ are in (?P<stores>.+), which is not the "
+                r"configured backup store"),
+     _l("The backup copies of the record are in %(stores)s, which is not the configured "
+        "backup store: nothing was deleted.")),
+    (re.compile(r"^job (?P<job>\S+) is already running \(run \S+, started (?P<started>\S+) "
+                r"by (?P<who>[^)]+)\)"),
+     _l("The job %(job)s is already running (a run started %(started)s by %(who)s).")),
+    (re.compile(r"^irreversible: confirm that you understand"),
+     _l("Tick the box confirming that you understand that approving lets the listed records "
+        "be destroyed for ever.")),
+    (re.compile(r"^confirm: tick the box to confirm that every copy"),
+     _l("Tick the box confirming that every copy of the listed records is destroyed now; "
+        "this cannot be undone.")),
+    (re.compile(r"^until: a date \(YYYY-MM-DD\) or permanent is required"),
+     _l("Give the new end of retention (a date) or choose to keep the record permanently.")),
+    (re.compile(r"^(?P<field>\w+): required$"), _l("%(field)s: this field is required.")),
+    (re.compile(r"^(?P<field>\w+): at most (?P<n>\d+) characters$"),
+     _l("%(field)s: at most %(n)s characters.")),
+    (re.compile(r"^(?P<field>\w+): must not contain control characters$"),
+     _l("%(field)s: must not contain control characters.")),
+    (re.compile(r"^(?P<field>\w+): expected YYYY-MM-DD"), _l("%(field)s: not a valid date.")),
     (re.compile(r"classified records need a login with a one-time code"),
      _l("Classified records can only be opened after logging in with a one-time code or "
         "a digital certificate. This session was opened with the password only.")),
@@ -175,6 +278,22 @@ _REASONS: list[tuple[re.Pattern, object]] = [
     (re.compile(r"^unknown action"), _l("This action is not known to the archive.")),
 ]
 
+# Why a record may not be destroyed now (archive/retention.is_due, and the skips of an
+# execution in preservation/destruction.py): clauses, also met alone in the audit log.
+_NOT_DUE: list[tuple[re.Pattern, object]] = [
+    (re.compile(r"^the record is kept permanently$"), _l("the record is kept permanently")),
+    (re.compile(r"^the record is (?P<status>[\w-]+)$"),
+     _l("the record's status is: %(status)s")),
+    (re.compile(r"^its retention runs until (?P<until>[\d-]+)$"),
+     _l("its retention runs until %(until)s")),
+    (re.compile(r"^it is sealed$"), _l("it is sealed")),
+    (re.compile(r"^it is on hold$"), _l("it is on hold")),
+    (re.compile(r"^it is on another open destruction list$"),
+     _l("it is on another destruction list that is not closed")),
+    (re.compile(r"^refused by the policy: (?P<reason>.+)$"),
+     _l("refused by the access rules: %(reason)s")),
+]
+
 # Field messages of the metadata check (archive/metadata.py).
 _FIELD_MESSAGES: list[tuple[re.Pattern, object]] = [
     (re.compile(r"^required field is missing$"), _l("This field is required.")),
@@ -204,21 +323,58 @@ def label(table: dict, code: str | None) -> str:
     return str(found) if found is not None else code
 
 
+def _clause(text: str) -> str | None:
+    """Why a record is not due for destruction, as a clause; None when unknown."""
+    for pattern, message in _NOT_DUE:
+        match = pattern.search(text)
+        if match:
+            return _fill(message, match.groupdict())
+    return None
+
+
+def _nested(reason: str) -> str | None:
+    explained = explain_reason(reason)
+    return explained.rstrip(".") if explained != reason else None
+
+
+# How a reason's named parts are shown; None from one of them: the reason is not known.
+_PARTS = {
+    "level": lambda v: label(CLASSIFICATIONS, v),
+    "role": lambda v: label(ROLES, v),
+    "action": lambda v: label(ACTIONS, v),
+    "status": lambda v: label(STATUSES, v),
+    "list_status": lambda v: label(DESTRUCTION_STATUSES, v),
+    "field": lambda v: label(FORM_FIELDS, v),
+    "until": lambda v: show_date(v),
+    "current": lambda v: show_date(v),
+    "started": lambda v: show_time(v),
+    "why": lambda v: _clause(v) or _nested(v),
+    "reason": _nested,
+}
+
+
+def _fill(message, values: dict) -> str | None:
+    for name, show in _PARTS.items():
+        if name in values:
+            values[name] = show(values[name])
+            if values[name] is None:
+                return None
+    return str(message) % values if values else str(message)
+
+
 def explain_reason(reason: str | None) -> str:
-    """The policy's reason in the user's language (the original when unknown)."""
+    """The policy's reason (or a service's refusal) in the user's language (the original
+    when unknown)."""
     if not reason:
         return ""
     for pattern, message in _REASONS:
         match = pattern.search(reason)
         if match:
-            values = match.groupdict()
-            if "level" in values:
-                values["level"] = label(CLASSIFICATIONS, values["level"])
-            if "role" in values:
-                values["role"] = label(ROLES, values["role"])
-            if "action" in values:
-                values["action"] = label(ACTIONS, values["action"])
-            return str(message) % values if values else str(message)
+            explained = _fill(message, match.groupdict())
+            return reason if explained is None else explained
+    clause = _clause(reason)  # a skip of an execution, in the audit log
+    if clause is not None:
+        return clause[:1].upper() + clause[1:] + "."
     return reason
 
 

@@ -185,3 +185,127 @@ def _lifecycle_denials() -> list[str]:
         assert not decision.allowed, (principal, action, record)
         reasons.append(decision.reason)
     return reasons
+
+
+# ---- preservation (#6): destruction, retention and jobs ----------------------------------
+
+
+def _refusal(call) -> str:
+    """The reason a core service refuses with (a policy denial or a rule's refusal)."""
+    from archive.errors import AccessDenied, ArchiveError
+
+    with pytest.raises(ArchiveError) as caught:
+        call()
+    exc = caught.value
+    return exc.denial.reason if isinstance(exc, AccessDenied) else exc.message
+
+
+def _preservation_refusals(web) -> list[str]:
+    """What the destruction, retention and job services refuse with, driven for real on
+    an archive (records due, running and permanent; holds; lists in every state)."""
+    from archive import destruction, retention
+    from archive.principal import Principal
+    from archive.retention import is_due
+    from preservation import runner
+    from preservation.destruction import execute
+    from tests.test_retention import EXPIRED, PERMANENT, RUNNING, principal, record
+
+    catalog, instance = web.instance.catalog, web.instance
+    archivist, reviewer = principal(web, "luutru", "archivist"), principal(web, "soat", "archivist")
+    approver, clerk = principal(web, "duyet", "approver"), principal(web, "vanthu", "clerk")
+    token = Principal("token", "t1", method="token", scopes=("records:read",), fonds=("*",))
+    due, kept = record(web, "due", **EXPIRED), record(web, "kept", **EXPIRED)
+    running, forever = record(web, "running", **RUNNING), record(web, "forever", **PERMANENT)
+    held = record(web, "held", **EXPIRED)
+    hold = retention.place_hold(catalog, archivist, held, kind="legal", reason="Thanh tra")
+    approval = {"approving_body": "Ban Thường vụ Tỉnh ủy", "decision_number": "45-QĐ/TU",
+                "decision_date": "2026-11-20", "legal_basis": "Luật Lưu trữ 2024"}
+    reasons = [
+        _refusal(lambda: destruction.list_lists(catalog, clerk)),  # role may not read
+        _refusal(lambda: destruction.propose(catalog, token)),  # not a proposer
+    ]
+    listed = destruction.propose(catalog, archivist, reason="Rà soát").id
+    reasons += [
+        _refusal(lambda: destruction.add_item(catalog, archivist, listed, running, note="x")),
+        _refusal(lambda: destruction.add_item(catalog, archivist, listed, forever, note="x")),
+        _refusal(lambda: destruction.add_item(catalog, archivist, listed, held, note="x")),
+        _refusal(lambda: destruction.approve(catalog, Principal.system("job:retention"),
+                                             listed, **approval)),  # not a person
+        _refusal(lambda: destruction.approve(catalog, archivist, listed, **approval)),
+    ]
+    destruction.remove_item(catalog, reviewer, listed, kept, note="Còn giá trị")
+    reasons += [
+        _refusal(lambda: destruction.approve(catalog, reviewer, listed, **approval)),  # editor
+        _refusal(lambda: destruction.cancel(catalog, clerk, listed, reason="x")),
+    ]
+    destruction.approve(catalog, approver, listed, **approval)
+    reasons += [
+        _refusal(lambda: destruction.remove_item(catalog, archivist, listed, due, note="x")),
+        _refusal(lambda: destruction.approve(catalog, approver, listed, **approval)),
+    ]
+    destruction.cancel(catalog, archivist, listed, reason="Làm lại")
+    reasons += [
+        _refusal(lambda: destruction.cancel(catalog, archivist, listed, reason="x")),
+        _refusal(lambda: execute(instance, archivist, listed)),  # not approved
+    ]
+    emptied = destruction.propose(catalog, archivist, record_ids=[kept]).id
+    destruction.remove_item(catalog, archivist, emptied, kept, note="Giữ lại")
+    reasons += [
+        _refusal(lambda: destruction.approve(catalog, approver, emptied, **approval)),
+        _refusal(lambda: retention.extend_retention(catalog, archivist, forever, until=None,
+                                                    reason="x", decision_ref="1")),
+        _refusal(lambda: retention.extend_retention(catalog, archivist, running,
+                                                    until="2025-01-01", reason="x",
+                                                    decision_ref="1")),
+    ]
+    retention.release_hold(catalog, archivist, hold.id, reason="Đã kết luận")
+    reasons.append(_refusal(lambda: retention.release_hold(catalog, archivist, hold.id,
+                                                           reason="x")))
+    retention.place_hold(catalog, archivist, held, kind="revocation-inquiry", reason="x")
+    with catalog.unit_of_work() as session:  # the skips of an execution, alone
+        today = instance.clock.now().date()
+        reasons += [is_due(session, held, today), is_due(session, running, today)]
+    runner.start_run(instance, "retention", trigger="manual")
+    reasons.append(_refusal(lambda: runner.start_run(instance, "retention",
+                                                     trigger="manual")))
+    return reasons
+
+
+PRESERVATION_REFUSALS = 20
+
+
+def test_destruction_retention_and_job_refusals_read_in_vietnamese(local_web):
+    from flask_babel import force_locale
+
+    from access.labels import explain_reason
+
+    reasons = _preservation_refusals(local_web)
+    assert len(reasons) == PRESERVATION_REFUSALS and len(set(reasons)) == len(reasons)
+    with local_web.app.test_request_context("/"), force_locale("vi"):
+        for reason in reasons:
+            explained = explain_reason(reason)
+            assert explained != reason, f"no Vietnamese for the refusal {reason!r}"
+            assert "%(" not in explained and not explained.isascii(), explained
+
+
+def test_the_destruction_forms_refusals_read_in_vietnamese(local_web):
+    """The web forms' confirmations (400) and a rule's refusal (422) are shown in
+    Vietnamese, with the exact message under "Technical detail"."""
+    from tests.test_retention import EXPIRED, PERMANENT, record
+
+    rid, forever = record(local_web, "due", **EXPIRED), record(local_web, "vv", **PERMANENT)
+    local_web.add_user("luutru", "archivist")
+    archivist = local_web.login("luutru")
+    csrf = local_web.csrf(archivist)
+    missing = archivist.post(f"/records/{rid}/retention",
+                             data={"csrf_token": csrf, "reason": "x", "decision_ref": "1"})
+    page = missing.get_data(as_text=True)
+    assert missing.status_code == 400 and "bảo quản vĩnh viễn" in page
+    assert "until: a date (YYYY-MM-DD) or permanent is required" in page  # technical detail
+    refused = archivist.post(f"/records/{forever}/retention",
+                             data={"csrf_token": csrf, "until": "2099-01-01", "reason": "x",
+                                   "decision_ref": "1"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 422
+    assert "Tài liệu đã được bảo quản vĩnh viễn: không thể gia hạn thêm." in page
+    assert "is already kept permanently" in page
