@@ -11,11 +11,14 @@ from __future__ import annotations
 from archive.destruction import propose
 from preservation.jobspec import JobContext, JobSpec
 
+# Written on the list (data, read by Vietnamese archivists): "retention period expired
+# (proposed by the schedule)".
+REASON = "Hết thời hạn bảo quản (đề nghị theo lịch định kỳ)"
 
 def plan(ctx: JobContext, params: dict) -> list[dict]:
     limit = params.get("limit")
     return [{"limit": int(limit) if limit not in (None, "") else None,
-             "reason": params.get("reason") or "retention period expired (scheduled proposal)"}]
+             "reason": params.get("reason") or REASON}]
 
 
 def run_batch(ctx: JobContext, batch: dict) -> dict[str, int]:
