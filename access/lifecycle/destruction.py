@@ -29,7 +29,7 @@ from flask import (
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
-from access import auth
+from access import auth, labels
 from access.api import _choice, _date, _int, _require_login, _text, api, record_id_param
 from access.auth import client_address
 from access.lifecycle import Panel
@@ -40,11 +40,9 @@ from archive import policy
 from archive.errors import ArchiveError, InputError
 
 LIST_STATUSES = ("proposed", "approved", "executing", "executed", "cancelled")
-STATUS_LABELS = {"proposed": _l("Proposed"), "approved": _l("Approved"),
-                 "executing": _l("Being destroyed"), "executed": _l("Destroyed"),
-                 "cancelled": _l("Cancelled")}
+STATUS_LABELS = labels.DESTRUCTION_STATUSES
 ITEM_LABELS = {"listed": _l("listed"), "removed": _l("removed"),
-               "destroyed": _l("destroyed"), "skipped": _l("skipped")}
+               "destroyed": _l("destroyed"), "skipped": _l("skipped"), "failed": _l("failed")}
 HOLD_LABELS = {"legal": _l("Legal hold"),
                "revocation-inquiry": _l("Inquiry into its validity")}
 REGISTER_PAGE = 50
