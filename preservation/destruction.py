@@ -162,7 +162,9 @@ def _prepare(instance, principal: Principal, list_id: str, record_id: str, clien
 
 
 def _prefixes(record_id: str) -> tuple[str, ...]:
-    return (f"aip/{record_id}/", f"renditions/{record_id}/")
+    # AIP versions, paper renditions, and renewed archive timestamps (their inputs name
+    # the AIP's digests and carry the previous tokens: evidence of the record, R-TS-1).
+    return (f"aip/{record_id}/", f"renditions/{record_id}/", f"timestamps/{record_id}/")
 
 
 def _delete(store, key: str, deleted: list[str]) -> None:

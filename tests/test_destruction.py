@@ -101,6 +101,11 @@ def test_approved_destruction_leaves_no_byte_and_keeps_the_register(web):
     assert _keys(backup, gone) and _keys(backup, secret)
     ciphertext, meta, size = _ciphertext(web, secret)
     assert _decrypt(web, ciphertext, meta, size).startswith(b"%PDF")  # readable before
+    # a renewed archive timestamp of the record (R-TS-1) is evidence of it: destroyed too
+    import io
+
+    for store in (web.instance.store, backup):
+        store.put(f"timestamps/{gone}/1.json", io.BytesIO(b'{"renewal": 1}'))
     other_digests = {k: _sha(web.instance.store, k) for k in _keys(web.instance.store, other)}
     other_backup = {k: _sha(backup, k) for k in _keys(backup, other)}
 
@@ -150,6 +155,8 @@ def test_approved_destruction_leaves_no_byte_and_keeps_the_register(web):
         assert list(web.instance.store.list(f"aip/{rid}/")) == []
         assert list(web.instance.store.list(f"renditions/{rid}/")) == []
         assert list(backup.list(f"aip/{rid}/")) == []
+        assert list(web.instance.store.list(f"timestamps/{rid}/")) == []
+        assert list(backup.list(f"timestamps/{rid}/")) == []
     assert {c.deleted_at is not None for c in _rows(
         web, BackupCopy, BackupCopy.record_id.in_([gone, secret]))} == {True}
     # the copy of the ciphertext taken before can no longer be decrypted
