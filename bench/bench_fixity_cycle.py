@@ -68,19 +68,25 @@ class CpuMeter:
     machine (other users' work included: the machine is shared)."""
 
     def __enter__(self):
-        self.t0, self.c0, self.m0 = time.perf_counter(), _our_cpu(), _machine_busy()
+        self.t0, self.c0, self.s0 = time.perf_counter(), _our_cpu(), _server_cpu()
+        self.m0 = _machine_busy()
         return self
 
     def __exit__(self, *exc):
         self.wall = time.perf_counter() - self.t0
-        self.cpu = _our_cpu() - self.c0
+        self.server = _server_cpu() - self.s0
+        self.cpu = _our_cpu() - self.c0 + self.server
         m1 = _machine_busy()
         self.cores_machine = (m1 - self.m0) / self.wall if m1 is not None else None
 
 
 def _our_cpu() -> float:
     t = os.times()
-    total = t.user + t.system
+    return t.user + t.system
+
+
+def _server_cpu() -> float:
+    total = 0.0
     for pid in SERVER_PIDS:
         try:
             with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
@@ -215,15 +221,16 @@ def measure(env: dict, args) -> dict:
         if 1 in cycles:
             with CpuMeter() as cpu:
                 sequential_cycle()
-            row["before"], row["before_cpu"] = cpu.wall, (cpu.cpu, cpu.cores_machine)
+            row["before"], row["before_cpu"] = cpu.wall, (cpu.cpu, cpu.cores_machine, cpu.server)
         for c in args.concurrency:
             with CpuMeter() as cpu:
                 plain_get(reader.store, keys, c, chunk)
-            row[f"get{c}"], row[f"get{c}_cpu"] = cpu.wall, (cpu.cpu, cpu.cores_machine)
+            row[f"get{c}"], row[f"get{c}_cpu"] = cpu.wall, (cpu.cpu, cpu.cores_machine, cpu.server)
             with CpuMeter() as cpu:
                 out = fixity_cycle.run_cycle(cycles[c], Principal.system("job:fixity"),
                                              full=True)
-            row[f"cycle{c}"], row[f"cycle{c}_cpu"] = cpu.wall, (cpu.cpu, cpu.cores_machine)
+            row[f"cycle{c}"] = cpu.wall
+            row[f"cycle{c}_cpu"] = (cpu.cpu, cpu.cores_machine, cpu.server)
             assert out["checked"] == n and out["failed"] == 0, out
         if not args.no_workers:
             row["procs"], row["procs_steady"], row["procs_window"] = \
@@ -240,6 +247,10 @@ def measure(env: dict, args) -> dict:
         machine = [r[f"{name}_cpu"][1] for r in rounds if r[f"{name}_cpu"][1] is not None]
         return {"cpu_ms_per_MiB_client_and_server":
                 round(med(r[f"{name}_cpu"][0] for r in rounds) * 1000 / mib, 2),
+                "of_which_S3_server": round(med(r[f"{name}_cpu"][2] for r in rounds)
+                                            * 1000 / mib, 2),
+                "cores_used_client_and_server":
+                round(med(r[f"{name}_cpu"][0] / r[name] for r in rounds), 2),
                 "machine_busy_cores": f"{med(machine):.2f} of {os.cpu_count()}"
                 if machine else None}
 
