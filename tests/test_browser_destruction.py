@@ -29,6 +29,7 @@ from tests.test_browser import (  # noqa: F401 - fixtures used by name
     chromium_available,
     log_in,
     log_out,
+    page,
     shot,
     text_of,
 )
@@ -109,22 +110,7 @@ def site(tmp_path_factory, chromium_available):  # noqa: F811
         aenv.close()
 
 
-@pytest.fixture
-def page(site, browser):  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="vi-VN",
-                                  timezone_id="Asia/Ho_Chi_Minh", base_url=site.url)
-    context.set_default_timeout(20000)
-    tab = context.new_page()
-    problems: list[str] = []
-    tab.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    try:
-        yield tab
-        assert not [p for p in problems if "Content Security Policy" in p], problems
-    finally:
-        context.close()
-
-
-def test_approver_approves_archivist_executes_register_shows_the_entry(page, site):
+def test_approver_approves_archivist_executes_register_shows_the_entry(page, site):  # noqa: F811
     from archive.models import Record
 
     # The approver reviews the job's proposal: one expired record, not the permanent one.
@@ -167,7 +153,7 @@ def test_approver_approves_archivist_executes_register_shows_the_entry(page, sit
     assert list(instance.store.list(f"aip/{site.kept}/"))
 
 
-def test_auditor_sees_the_job_runs(page, site):
+def test_auditor_sees_the_job_runs(page, site):  # noqa: F811
     log_in(page, site.people["kiemtoan"])
     page.goto("/jobs")
     runs = text_of(page, "#job-runs")
