@@ -37,7 +37,9 @@ SUMMARY = "Báo cáo tình hình bảo vệ bí mật nhà nước"
 # Route parameters that are not a record id (and the routes that have them). A destruction
 # list (list_id) is walked with a classified, expired record by
 # tests/test_destruction_web.py (test_uncleared_readers_see_no_classified_number_...).
-OTHER_PARAMETERS = {"code", "identifier", "filename", "list_id"}
+# run_id names a preservation job run (issue #6): what it shows is counts and alerts that
+# carry record ids and storage keys, never a number, a summary or content.
+OTHER_PARAMETERS = {"code", "identifier", "filename", "list_id", "run_id"}
 # Route parameters naming a lifecycle object of a record (issue #5): walked with the ids
 # of the objects made about the classified record (:func:`_lifecycle`).
 LIFECYCLE_PARAMETERS = {"seal_id", "rendition_id", "draft_id"}
