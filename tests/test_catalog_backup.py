@@ -108,10 +108,19 @@ def test_backup_refused_when_backups_are_off(local_archive):
             AuditEntry.action.like("backup.%"))).all()
 
 
-def test_failed_catalog_backup_is_audited(archive_env):
+@pytest.fixture
+def pg_archive(request, tmp_path):
+    """pg_dump serves PostgreSQL catalogs only: this test runs on SeaweedFS + PostgreSQL."""
+    from tests.conftest import make_archive_env
+
+    aenv = make_archive_env("s3-postgresql", tmp_path, request)
+    yield aenv
+    aenv.close()
+
+
+def test_failed_catalog_backup_is_audited(pg_archive):
     """A snapshot that cannot be taken is refused and the attempt recorded as failed."""
-    if archive_env.name == "local-sqlite":
-        pytest.skip("pg_dump is used only for PostgreSQL catalogs")
+    archive_env = pg_archive
     archive_env.env["ARCHIVE_BACKUP__PG_DUMP"] = "/nonexistent/pg_dump"
     result = archive_env.invoke("backup", "--no-objects")
     assert result.exit_code == 1
