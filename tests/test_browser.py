@@ -93,20 +93,23 @@ def _signed_archive(tmp_path: Path, pki):
     return aenv
 
 
-def _people(aenv) -> dict[str, Person]:
-    """A clerk who enrols in the browser; a second clerk, an inspector cleared for
-    "mật" and an auditor whose TOTP is already confirmed (with the code of the
-    previous 30-second step, so the browser's current code is a fresh one)."""
+PEOPLE = [("vanthu", "001085000101", "Nguyễn Thị Thu", "clerk", "normal", False),
+          ("vanthu2", "001085000102", "Phạm Văn Hải", "clerk", "normal", True),
+          ("thanhtra", "001085000103", "Lê Minh Đức", "inspector", "mat", True),
+          ("kiemtoan", "001085000104", "Hoàng Thị Lan", "auditor", "normal", True)]
+
+
+def make_people(aenv, plan=PEOPLE) -> dict[str, Person]:
+    """Users of ``plan`` (username, person, name, role, clearance, confirmed). By default
+    a clerk who enrols in the browser; a second clerk, an inspector cleared for "mật"
+    and an auditor whose TOTP is already confirmed (with the code of the previous
+    30-second step, so the browser's current code is a fresh one)."""
     from archive.agents import register_agent
     from archive.principal import Principal
     from archive.users import add_user, check_totp
 
     instance = aenv.instance()
     operator = Principal.system("test")
-    plan = [("vanthu", "001085000101", "Nguyễn Thị Thu", "clerk", "normal", False),
-            ("vanthu2", "001085000102", "Phạm Văn Hải", "clerk", "normal", True),
-            ("thanhtra", "001085000103", "Lê Minh Đức", "inspector", "mat", True),
-            ("kiemtoan", "001085000104", "Hoàng Thị Lan", "auditor", "normal", True)]
     people = {}
     with instance.catalog.unit_of_work() as db:
         for username, person, name, role, clearance, confirm in plan:
@@ -151,7 +154,7 @@ def site(tmp_path_factory, pki, signed_pdfs):
                        number_symbol="05-BC/TU", date="2025-06-30",
                        summary="Báo cáo tình hình bảo vệ bí mật nhà nước 6 tháng đầu năm"),
     }
-    people = _people(aenv)
+    people = make_people(aenv)
     app = create_app(aenv.instance())
     port = free_port()
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4,

@@ -13,22 +13,19 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from dataclasses import dataclass
 
-import pyotp
 import pytest
 
 from tests.conftest import make_archive_env
 from tests.services.common import free_port
 from tests.test_browser import (  # noqa: F401 - fixtures used by name
-    FONDS,
-    PASSWORD,
     Person,
     browser,
     chromium_available,
     log_in,
     log_out,
+    make_people,
     page,
     shot,
     text_of,
@@ -54,28 +51,9 @@ def _ingest(aenv, name: str, **meta) -> str:
     return json.loads(result.stdout)["results"][0]["record_id"]
 
 
-def _people(aenv) -> dict[str, Person]:
-    from archive.agents import register_agent
-    from archive.principal import Principal
-    from archive.users import add_user, check_totp
-
-    instance = aenv.instance()
-    operator = Principal.system("test")
-    plan = [("luutru", "001085000201", "Đỗ Thị Hằng", "archivist"),
-            ("pheduyet", "001085000202", "Vũ Văn Phúc", "approver"),
-            ("kiemtoan", "001085000203", "Hoàng Thị Lan", "auditor")]
-    people = {}
-    with instance.catalog.unit_of_work() as db:
-        for username, person, name, role in plan:
-            register_agent(db, instance.settings, operator, kind="person",
-                           identifier=person, name=name)
-            user = add_user(db, instance.settings, operator, username=username,
-                            person=person, role=role, password=PASSWORD, fonds=[FONDS])
-            previous = int(time.time()) // 30 - 1
-            code = pyotp.TOTP(user.totp_secret).generate_otp(previous)
-            assert check_totp(db, instance.settings, user, code).ok
-            people[username] = Person(username, user.totp_secret)
-    return people
+PEOPLE = [("luutru", "001085000201", "Đỗ Thị Hằng", "archivist", "normal", True),
+          ("pheduyet", "001085000202", "Vũ Văn Phúc", "approver", "normal", True),
+          ("kiemtoan", "001085000203", "Hoàng Thị Lan", "auditor", "normal", True)]
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +72,7 @@ def site(tmp_path_factory, chromium_available):  # noqa: F811
         assert result.exit_code == 0, result.output
     lists = json.loads(aenv.invoke("destruction", "lists", "--json").stdout)
     (proposed,) = lists["lists"] if isinstance(lists, dict) else lists
-    people = _people(aenv)
+    people = make_people(aenv, PEOPLE)
     app = create_app(aenv.instance())
     port = free_port()
     server = waitress.create_server(app, host="127.0.0.1", port=port, threads=4,

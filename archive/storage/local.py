@@ -88,6 +88,32 @@ class LocalStore:
             raise InputError(f"object key {key!r} names a folder of other objects")
         if os.path.lexists(final):
             raise ObjectExists(key)
+        return self._store(key, stream, size, expected, algorithms,
+                           lambda tmp: self._link(tmp, final, key))
+
+    def replace_damaged(self, key: str, stream: BinaryIO, *, size: int, sha256: str,
+                        algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS) -> PutResult:
+        """Repair only (see the protocol): temp file, fsync, check, atomic rename."""
+        key = validate_key(key)
+        expected = check_sha256(sha256)
+        if expected is None:
+            raise InputError("replace_damaged needs the expected sha256")
+        final = self._path(key)
+        if os.path.isdir(final):
+            raise InputError(f"object key {key!r} names a folder of other objects")
+
+        def publish(tmp: Path) -> None:
+            created = self._make_parents(final.parent, key)
+            self._os(f"replace {key}", os.replace, tmp, final)
+            for folder in {final.parent, *(d.parent for d in created)}:
+                self._fsync_dir(folder)
+
+        return self._store(key, stream, size, expected, algorithms, publish)
+
+    def _store(self, key: str, stream: BinaryIO, size: int | None, expected: str | None,
+               algorithms: tuple[str, ...], publish) -> PutResult:
+        """Write ``stream`` to a temp file (fsync), check size and SHA-256, make it
+        read-only and ``publish`` it under its final name."""
         try:
             hasher = MultiHasher(dict.fromkeys((*algorithms, "sha256")))
         except ValueError as exc:
@@ -106,48 +132,10 @@ class LocalStore:
             if expected is not None and digests["sha256"] != expected:
                 raise FixityMismatch(key, "sha256", expected, digests["sha256"])
             self._os(f"chmod {tmp}", os.chmod, tmp, READ_ONLY)
-            self._link(tmp, final, key)
+            publish(tmp)
         finally:
             # Always: on success the object lives on under its final name; on failure a
             # leftover would only be found later by remove_incomplete().
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        return PutResult(key=key, size=hasher.size,
-                         digests={a: digests[a] for a in algorithms})
-
-    def replace_damaged(self, key: str, stream: BinaryIO, *, size: int, sha256: str,
-                        algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS) -> PutResult:
-        """Repair only (see the protocol): temp file, fsync, check, atomic rename."""
-        key = validate_key(key)
-        expected = check_sha256(sha256)
-        if expected is None:
-            raise InputError("replace_damaged needs the expected sha256")
-        final = self._path(key)
-        if os.path.isdir(final):
-            raise InputError(f"object key {key!r} names a folder of other objects")
-        try:
-            hasher = MultiHasher(dict.fromkeys((*algorithms, "sha256")))
-        except ValueError as exc:
-            raise InputError(f"unknown digest algorithm in {algorithms!r}") from exc
-        tmp = self._new_temp()
-        try:
-            fd = self._os(f"create {tmp}", os.open, tmp,
-                          os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                self._copy(stream, out, hasher, tmp)
-                self._os(f"flush {tmp}", out.flush)
-                self._os(f"fsync {tmp}", os.fsync, out.fileno())
-            digests = hasher.hexdigests()
-            if size != hasher.size:
-                raise SizeMismatch(key, size, hasher.size)
-            if digests["sha256"] != expected:
-                raise FixityMismatch(key, "sha256", expected, digests["sha256"])
-            self._os(f"chmod {tmp}", os.chmod, tmp, READ_ONLY)
-            created = self._make_parents(final.parent, key)
-            self._os(f"replace {key}", os.replace, tmp, final)
-            for folder in {final.parent, *(d.parent for d in created)}:
-                self._fsync_dir(folder)
-        finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         return PutResult(key=key, size=hasher.size,
